@@ -1,0 +1,1 @@
+"""gdln: gated deep linear networks (theory side; numpy, scipy, sympy; never torch)."""

@@ -1,0 +1,188 @@
+"""The one command-line entry point, ``relu-gdln``.
+
+relu-gdln list
+relu-gdln run STUDY|all [--preset quick|paper] [--set FIELD=VALUE ...] [--out DIR]
+              [--seed N] [--device cpu|cuda] [--mnist-dir DIR]
+relu-gdln show FILE
+relu-gdln plot FILE [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from studies import io, registry
+from studies.config import ConfigError, apply_overrides
+
+
+def _fields(config: Any) -> set[str]:
+    return {f.name for f in dataclasses.fields(config)}
+
+
+def build_config(module: Any, args: argparse.Namespace, strict: bool = True) -> Any:
+    """The preset's Config with ``--set`` and the shortcut flags applied.
+
+    With ``strict=False`` (``run all``), overrides of fields a study does not have are skipped.
+    """
+    if args.preset not in module.PRESETS:
+        raise ConfigError(
+            f"study {module.NAME} has no preset {args.preset!r}; presets: {list(module.PRESETS)}"
+        )
+    config = module.PRESETS[args.preset]
+    overrides = list(args.set or [])
+    for flag, field in (("seed", "seed"), ("device", "device"), ("mnist_dir", "mnist_dir")):
+        value = getattr(args, flag, None)
+        if value is None:
+            continue
+        if field in _fields(config):
+            overrides.append(f"{field}={value}")
+        elif strict and flag != "mnist_dir":
+            raise ConfigError(f"study {module.NAME} has no field {field!r} (--{flag})")
+    if not strict:
+        names = _fields(config)
+        overrides = [o for o in overrides if o.split("=", 1)[0].strip() in names]
+    return apply_overrides(config, overrides)
+
+
+def run_study(module: Any, config: Any, out: Path) -> tuple[Path, list[Path]]:
+    """Run one study, write its Dataset and figures under ``out/<study>/``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ds = module.run(config)
+    ds.attrs["command"] = "relu-gdln " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    io.check_dataset(ds)
+    folder = out / module.NAME
+    stamp = io.utc_timestamp()
+    path = io.save_dataset(ds, folder / f"{stamp}.nc")
+    figures = []
+    for name, fig in module.plot(ds).items():
+        figures.append(io.save_figure(fig, folder / f"{stamp}_{name}.png"))
+        plt.close(fig)
+    return path, figures
+
+
+def cmd_list(_: argparse.Namespace) -> int:
+    for name in registry.available():
+        module = registry.load(name)
+        doc = (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else ""
+        print(f"{name:18s} presets: {', '.join(module.PRESETS)}   {doc}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    names = registry.available() if args.study == "all" else [args.study]
+    out = Path(args.out)
+    modules = [registry.load(n) for n in names]
+    configs = [build_config(m, args, strict=args.study != "all") for m in modules]
+    if args.study == "all" and args.set:
+        for item in args.set:
+            field = item.split("=", 1)[0].strip()
+            if not any(field in _fields(c) for c in configs):
+                raise ConfigError(f"--set {field}: no study has a field {field!r}")
+    for module, config in zip(modules, configs, strict=True):
+        print(f"[{module.NAME}] preset {args.preset}", flush=True)
+        path, figures = run_study(module, config, out)
+        print(f"[{module.NAME}] wrote {path}")
+        for fig in figures:
+            print(f"[{module.NAME}] wrote {fig}")
+    return 0
+
+
+def describe(ds: Any) -> str:
+    """A text summary of a result Dataset: dims, variables with units, headlines, provenance."""
+    lines = [f"study: {ds.attrs.get('study', '?')}"]
+    lines.append("dims: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
+    lines.append("coordinates:")
+    for name, coord in ds.coords.items():
+        lines.append(f"  {name} {coord.dims} {coord.attrs.get('units', '')}")
+    lines.append("variables:")
+    for name, var in ds.data_vars.items():
+        lines.append(
+            f"  {name} {var.dims} [{var.attrs.get('units', '?')}] {var.attrs.get('long_name', '')}"
+        )
+    study = ds.attrs.get("study")
+    if study in registry.available():
+        module = registry.load(study)
+        if hasattr(module, "summary"):
+            lines.append("headline numbers:")
+            for key, value in module.summary(ds).items():
+                shown = f"{value:.4g}" if isinstance(value, float) else str(value)
+                lines.append(f"  {key}: {shown}")
+    lines.append("provenance:")
+    for key in io.REQUIRED_ATTRS:
+        value = str(ds.attrs.get(key, ""))
+        lines.append(f"  {key}: {value if len(value) < 300 else value[:300] + '...'}")
+    return "\n".join(lines)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    print(describe(io.load_dataset(args.file)))
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(args.file)
+    ds = io.load_dataset(path)
+    study = ds.attrs.get("study")
+    if study not in registry.available():
+        raise ConfigError(f"{path} does not name a known study (attr study={study!r})")
+    folder = Path(args.out) if args.out else path.parent
+    for name, fig in registry.load(study).plot(ds).items():
+        print(f"wrote {io.save_figure(fig, folder / f'{path.stem}_{name}.png')}")
+        plt.close(fig)
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="relu-gdln", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="studies and their presets").set_defaults(func=cmd_list)
+    r = sub.add_parser("run", help="run a study (or all) and write its Dataset and figures")
+    r.add_argument("study", help="study name, or 'all'")
+    r.add_argument("--preset", default="quick", help="quick (default) or paper")
+    r.add_argument("--set", action="append", metavar="FIELD=VALUE", help="override a Config field")
+    r.add_argument("--out", default="results", help="output folder (default: results)")
+    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--device", choices=["cpu", "cuda"], default=None)
+    r.add_argument("--mnist-dir", default=None, help="folder of full-MNIST IDX files (gz or not)")
+    r.set_defaults(func=cmd_run)
+    s = sub.add_parser("show", help="summary of a result file")
+    s.add_argument("file")
+    s.set_defaults(func=cmd_show)
+    pl = sub.add_parser("plot", help="redraw the figures of a result file")
+    pl.add_argument("file")
+    pl.add_argument("--out", default=None, help="folder for the PNGs (default: beside the file)")
+    pl.set_defaults(func=cmd_plot)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if getattr(args, "study", None) not in (None, "all") and args.study not in registry.available():
+        print(
+            f"relu-gdln: unknown study {args.study!r}; known: {', '.join(registry.available())}",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        return args.func(args)
+    except (ConfigError, FileNotFoundError, KeyError) as err:
+        print(f"relu-gdln: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
