@@ -1,0 +1,241 @@
+"""Exact per-sample effective linear maps of ReLU MLPs: f(x) = W_eff(x) x + b_eff(x).
+
+For a stack of affine layers A_l x + c_l and ReLUs with gates D_l(x) = diag(1[z_l(x) > 0])
+(Ye 2025, arXiv 2511.05628, eq. for W_eff):
+
+    W_eff(x) = W_L D_{L-1}(x) W_{L-1} ... D_1(x) W_1,
+    b_eff(x) = sum_l W_L D_{L-1}(x) ... D_l(x) c_l      (zero for bias-free nets).
+
+Both are built right to left, batched over samples: G <- W_L; for each layer below,
+G <- (G * mask_l[:, None, :]) @ W_l, adding G @ c_l to b on the way. The cost per sample is
+about C * sum_l n_l n_{l-1} multiply-adds for C outputs.
+
+Only ``nn.Sequential`` stacks (nested allowed) of ``nn.Linear``, ``nn.ReLU`` and ``nn.Flatten``
+are accepted: for any other module the map is not known to be exact, so it is refused with an
+error naming the module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+DEFAULT_CHUNK_ELEMENTS = 2**24  # ~64 MB of float32 working memory per chunk
+
+
+class UnsupportedModuleError(TypeError):
+    """The model contains a module whose effective linear map is not known to be exact."""
+
+
+@dataclass(frozen=True)
+class Affine:
+    """One affine layer z = W h + c of the parsed stack (W: (out, in), c: (out,) or None)."""
+
+    W: Tensor
+    c: Tensor | None
+
+
+@dataclass(frozen=True)
+class Gate:
+    """A ReLU: h = D(z) z with D(z) = diag(1[z > 0])."""
+
+
+@dataclass(frozen=True)
+class EffectiveMap:
+    """W_eff(x) of shape (sample, out, in) and b_eff(x) of shape (sample, out)."""
+
+    W: Tensor
+    b: Tensor
+
+
+def _children(model: nn.Module, prefix: str) -> Iterator[tuple[str, nn.Module]]:
+    """Leaves of nested Sequentials, in execution order, with their dotted names."""
+    is_sequential = isinstance(model, nn.Sequential) and (
+        type(model).forward is nn.Sequential.forward
+    )
+    if not is_sequential:
+        yield prefix or type(model).__name__, model
+        return
+    for name, child in model.named_children():
+        yield from _children(child, f"{prefix}.{name}" if prefix else name)
+
+
+def parse_mlp(model: nn.Module) -> list[Affine | Gate]:
+    """The model as a list of affine layers and ReLU gates, or UnsupportedModuleError.
+
+    ``nn.Flatten`` is accepted with its default dims (it only reshapes); anything else that is
+    not exactly ``nn.Linear`` or ``nn.ReLU`` (subclasses included, since they may override
+    ``forward``) is refused, as are modules carrying forward hooks.
+    """
+    ops: list[Affine | Gate] = []
+    for name, module in _children(model, ""):
+        if module._forward_hooks or module._forward_pre_hooks:
+            raise UnsupportedModuleError(
+                f"module {name} ({type(module).__name__}) has forward hooks that may change its "
+                "output; remove them before computing effective weights"
+            )
+        kind = type(module)
+        if kind is nn.Linear:
+            ops.append(Affine(module.weight, module.bias))
+        elif kind is nn.ReLU:
+            ops.append(Gate())
+        elif kind is nn.Flatten:
+            if module.start_dim != 1 or module.end_dim != -1:
+                raise UnsupportedModuleError(
+                    f"module {name} is nn.Flatten(start_dim={module.start_dim}, "
+                    f"end_dim={module.end_dim}); only the default Flatten(1, -1) is supported"
+                )
+        else:
+            raise UnsupportedModuleError(
+                f"module {name} ({kind.__name__}) is not supported by the effective-weight lens: "
+                "only nn.Sequential stacks of nn.Linear, nn.ReLU and nn.Flatten are exact "
+                "(no convolutions, normalisation, residual blocks, custom modules or relu "
+                "applied inside a custom forward)"
+            )
+    if not any(isinstance(op, Affine) for op in ops):
+        raise UnsupportedModuleError("the model has no nn.Linear layer")
+    return ops
+
+
+def _flat_input(ops: list[Affine | Gate], x: Tensor) -> Tensor:
+    first = next(op for op in ops if isinstance(op, Affine))
+    n_in = first.W.shape[1]
+    if x.ndim < 2:
+        raise ValueError(f"x must have a batch dimension: got shape {tuple(x.shape)}")
+    flat = x.reshape(x.shape[0], -1)
+    if flat.shape[1] != n_in:
+        raise ValueError(
+            f"x has {flat.shape[1]} features per sample (shape {tuple(x.shape)}) but the first "
+            f"nn.Linear expects {n_in}"
+        )
+    return flat
+
+
+def forward_masks(ops: list[Affine | Gate], h: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """Forward pass of the parsed stack: output (sample, out) and the gate of every ReLU,
+    a bool tensor (sample, width) with True where the pre-activation is > 0."""
+    masks = []
+    for op in ops:
+        if isinstance(op, Affine):
+            h = h @ op.W.T
+            if op.c is not None:
+                h = h + op.c
+        else:
+            mask = h > 0
+            masks.append(mask)
+            h = h * mask
+    return h, masks
+
+
+def _backward_product(
+    ops: list[Affine | Gate], masks: list[Tensor], stop_at_first: bool, n: int
+) -> tuple[Tensor, Tensor]:
+    """Right-to-left masked product G and the accumulated b_eff for a chunk of n samples.
+
+    With ``stop_at_first`` the product stops before the first affine layer's W (so that
+    W_eff = G W_1); its bias is still added to b.
+    """
+    last_affine = max(i for i, op in enumerate(ops) if isinstance(op, Affine))
+    first_affine = min(i for i, op in enumerate(ops) if isinstance(op, Affine))
+    out = ops[last_affine].W.shape[0]
+    ref = ops[last_affine].W
+    G = torch.eye(out, dtype=ref.dtype, device=ref.device).expand(n, out, out)
+    b = torch.zeros(n, out, dtype=ref.dtype, device=ref.device)
+    k = len(masks)
+    for i in range(len(ops) - 1, -1, -1):
+        op = ops[i]
+        if isinstance(op, Gate):
+            k -= 1
+            G = G * masks[k][:, None, :].to(G.dtype)
+            continue
+        if op.c is not None:
+            b = b + torch.einsum("soi,i->so", G, op.c)
+        if stop_at_first and i == first_affine:
+            break
+        if i == last_affine and G.ndim == 3 and G.stride(0) == 0:
+            G = op.W.expand(n, *op.W.shape)  # G = I @ W_L, shared by all samples
+        else:
+            G = (G.reshape(-1, G.shape[-1]) @ op.W).reshape(n, out, op.W.shape[1])
+    return G, b
+
+
+def _chunk_size(ops: list[Affine | Gate], chunk_elements: int) -> int:
+    widths = [op.W.shape[0] for op in ops if isinstance(op, Affine)]
+    widths += [op.W.shape[1] for op in ops if isinstance(op, Affine)]
+    out = next(op for op in reversed(ops) if isinstance(op, Affine)).W.shape[0]
+    return max(1, chunk_elements // (out * max(widths)))
+
+
+def iter_effective_weights(
+    model: nn.Module,
+    x: Tensor,
+    chunk_size: int | None = None,
+    isometric: bool = False,
+) -> Iterator[tuple[slice, Tensor, Tensor]]:
+    """Yield ``(rows, W_or_Z, b)`` chunk by chunk; memory stays near one chunk.
+
+    With ``isometric=True`` the first element is G(x) (sample, out, n_1), the product down to
+    the first layer, to be multiplied by W_1 (or by R^T, see :func:`isometric_basis`).
+    """
+    ops = parse_mlp(model)
+    flat = _flat_input(ops, x)
+    if chunk_size is None:
+        chunk_size = _chunk_size(ops, DEFAULT_CHUNK_ELEMENTS)
+    if chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    dtype = next(op for op in ops if isinstance(op, Affine)).W.dtype
+    with torch.no_grad():
+        for start in range(0, flat.shape[0], chunk_size):
+            rows = slice(start, min(start + chunk_size, flat.shape[0]))
+            h = flat[rows].to(dtype=dtype)
+            _, masks = forward_masks(ops, h)
+            G, b = _backward_product(ops, masks, stop_at_first=isometric, n=h.shape[0])
+            yield rows, G.contiguous(), b
+
+
+def effective_weights(model: nn.Module, x: Tensor, chunk_size: int | None = None) -> EffectiveMap:
+    """W_eff(x) (sample, out, in) and b_eff(x) (sample, out) with model(x) = W x + b per sample.
+
+    ``x`` has shape (sample, in) or, when the model starts with ``nn.Flatten``, (sample, ...);
+    W is then with respect to the flattened input. Computed in chunks of ``chunk_size``
+    samples (default: about 64 MB of working memory).
+    """
+    parts = [(W, b) for _, W, b in iter_effective_weights(model, x, chunk_size)]
+    return EffectiveMap(W=torch.cat([p[0] for p in parts]), b=torch.cat([p[1] for p in parts]))
+
+
+def isometric_basis(model: nn.Module) -> tuple[Tensor, Tensor]:
+    """Q (in, r) and R (r, n_1) of the thin QR factorisation W_1^T = Q R, r = min(in, n_1).
+
+    W_eff(x) = G(x) W_1 = G(x) R^T Q^T, and Q has orthonormal columns, so Z(x) = G(x) R^T
+    (sample, out, r) has exactly the inner products and distances of W_eff(x).
+    """
+    ops = parse_mlp(model)
+    if not isinstance(ops[0], Affine):
+        raise UnsupportedModuleError(
+            "the isometric representation needs an nn.Linear as the first layer"
+        )
+    with torch.no_grad():
+        Q, R = torch.linalg.qr(ops[0].W.T, mode="reduced")
+    return Q, R
+
+
+def iter_isometric_weights(
+    model: nn.Module, x: Tensor, chunk_size: int | None = None
+) -> Iterator[tuple[slice, Tensor]]:
+    """Yield ``(rows, Z)`` with Z(x) = G(x) R^T (sample, out, r): W_eff(x) = Z(x) Q^T."""
+    _, R = isometric_basis(model)
+    for rows, G, _ in iter_effective_weights(model, x, chunk_size, isometric=True):
+        yield rows, G @ R.T
+
+
+def isometric_weights(
+    model: nn.Module, x: Tensor, chunk_size: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """Z (sample, out, r) and Q (in, r) with W_eff(x) = Z(x) Q^T and Q^T Q = I."""
+    Q, _ = isometric_basis(model)
+    Z = torch.cat([z for _, z in iter_isometric_weights(model, x, chunk_size)])
+    return Z, Q
