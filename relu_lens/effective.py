@@ -114,15 +114,22 @@ def _flat_input(ops: list[Affine | Gate], x: Tensor) -> Tensor:
     return flat
 
 
-def forward_masks(ops: list[Affine | Gate], h: Tensor) -> tuple[Tensor, list[Tensor]]:
+def forward_masks(
+    ops: list[Affine | Gate], h: Tensor, need_output: bool = True
+) -> tuple[Tensor | None, list[Tensor]]:
     """Forward pass of the parsed stack: output (sample, out) and the gate of every ReLU,
-    a bool tensor (sample, width) with True where the pre-activation is > 0."""
+    a bool tensor (sample, width) with True where the pre-activation is > 0.
+
+    With ``need_output=False`` the layers after the last ReLU are skipped and None is returned
+    in place of the output.
+    """
     masks = []
-    for op in ops:
+    last_gate = max((i for i, op in enumerate(ops) if isinstance(op, Gate)), default=-1)
+    for i, op in enumerate(ops):
+        if not need_output and i > last_gate:
+            return None, masks
         if isinstance(op, Affine):
-            h = h @ op.W.T
-            if op.c is not None:
-                h = h + op.c
+            h = torch.nn.functional.linear(h, op.W, op.c)
         else:
             mask = h > 0
             masks.append(mask)
@@ -175,10 +182,11 @@ def iter_effective_weights(
     chunk_size: int | None = None,
     isometric: bool = False,
 ) -> Iterator[tuple[slice, Tensor, Tensor]]:
-    """Yield ``(rows, W_or_Z, b)`` chunk by chunk; memory stays near one chunk.
+    """Yield ``(rows, W, b)`` chunk by chunk; memory stays near one chunk.
 
-    With ``isometric=True`` the first element is G(x) (sample, out, n_1), the product down to
-    the first layer, to be multiplied by W_1 (or by R^T, see :func:`isometric_basis`).
+    With ``isometric=True`` the second element is Z(x) = G(x) R^T (sample, out, rank) instead
+    of W_eff(x), where G(x) is the masked product down to the first layer and W_1^T = Q R
+    (see :func:`isometric_basis`): W_eff(x) = Z(x) Q^T.
     """
     ops = parse_mlp(model)
     flat = _flat_input(ops, x)
@@ -186,14 +194,17 @@ def iter_effective_weights(
         chunk_size = _chunk_size(ops, DEFAULT_CHUNK_ELEMENTS)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    R_T = isometric_basis(model)[1].T if isometric else None
     dtype = next(op for op in ops if isinstance(op, Affine)).W.dtype
     with torch.no_grad():
         for start in range(0, flat.shape[0], chunk_size):
             rows = slice(start, min(start + chunk_size, flat.shape[0]))
             h = flat[rows].to(dtype=dtype)
-            _, masks = forward_masks(ops, h)
+            _, masks = forward_masks(ops, h, need_output=False)
             G, b = _backward_product(ops, masks, stop_at_first=isometric, n=h.shape[0])
-            yield rows, G.contiguous(), b
+            if R_T is not None:
+                G = (G.reshape(-1, G.shape[-1]) @ R_T).reshape(*G.shape[:2], R_T.shape[1])
+            yield rows, G, b
 
 
 def effective_weights(model: nn.Module, x: Tensor, chunk_size: int | None = None) -> EffectiveMap:
@@ -201,10 +212,20 @@ def effective_weights(model: nn.Module, x: Tensor, chunk_size: int | None = None
 
     ``x`` has shape (sample, in) or, when the model starts with ``nn.Flatten``, (sample, ...);
     W is then with respect to the flattened input. Computed in chunks of ``chunk_size``
-    samples (default: about 64 MB of working memory).
+    samples (default: about 64 MB of working memory) written into one preallocated result.
     """
-    parts = [(W, b) for _, W, b in iter_effective_weights(model, x, chunk_size)]
-    return EffectiveMap(W=torch.cat([p[0] for p in parts]), b=torch.cat([p[1] for p in parts]))
+    W: Tensor | None = None
+    b: Tensor | None = None
+    n = x.shape[0] if x.ndim >= 2 else 0
+    for rows, W_chunk, b_chunk in iter_effective_weights(model, x, chunk_size):
+        if W is None:
+            W = W_chunk.new_empty((n, *W_chunk.shape[1:]))
+            b = b_chunk.new_empty((n, *b_chunk.shape[1:]))
+        W[rows] = W_chunk
+        b[rows] = b_chunk
+    if W is None or b is None:
+        raise ValueError("x holds no samples")
+    return EffectiveMap(W=W, b=b)
 
 
 def isometric_basis(model: nn.Module) -> tuple[Tensor, Tensor]:
@@ -223,19 +244,10 @@ def isometric_basis(model: nn.Module) -> tuple[Tensor, Tensor]:
     return Q, R
 
 
-def iter_isometric_weights(
-    model: nn.Module, x: Tensor, chunk_size: int | None = None
-) -> Iterator[tuple[slice, Tensor]]:
-    """Yield ``(rows, Z)`` with Z(x) = G(x) R^T (sample, out, r): W_eff(x) = Z(x) Q^T."""
-    _, R = isometric_basis(model)
-    for rows, G, _ in iter_effective_weights(model, x, chunk_size, isometric=True):
-        yield rows, G @ R.T
-
-
 def isometric_weights(
     model: nn.Module, x: Tensor, chunk_size: int | None = None
 ) -> tuple[Tensor, Tensor]:
     """Z (sample, out, r) and Q (in, r) with W_eff(x) = Z(x) Q^T and Q^T Q = I."""
     Q, _ = isometric_basis(model)
-    Z = torch.cat([z for _, z in iter_isometric_weights(model, x, chunk_size)])
+    Z = torch.cat([z for _, z, _ in iter_effective_weights(model, x, chunk_size, True)])
     return Z, Q

@@ -108,10 +108,9 @@ class EffectiveWeightStream:
         nc["step"][k] = step
         isometric = self.representation == "Z"
         if isometric:
-            Q, R = isometric_basis(model)
-            nc["Q"][k] = Q.detach().cpu().numpy()
-        for rows, G, b in iter_effective_weights(model, self.x, self.chunk_size, isometric):
-            nc[self._name][k, rows] = (G @ R.T if isometric else G).cpu().numpy()
+            nc["Q"][k] = isometric_basis(model)[0].detach().cpu().numpy()
+        for rows, W_or_Z, b in iter_effective_weights(model, self.x, self.chunk_size, isometric):
+            nc[self._name][k, rows] = W_or_Z.cpu().numpy()
             nc["b_eff"][k, rows] = b.cpu().numpy()
         nc.sync()
         self._count += 1

@@ -22,7 +22,7 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 from relu_lens.data import load_mnist, train_test_split
-from relu_lens.effective import isometric_basis, iter_effective_weights
+from relu_lens.effective import iter_effective_weights
 from relu_lens.metrics import class_metrics, tsne_embedding
 from relu_lens.models import mlp
 from relu_lens.recorders import CallbackRecorder, EffectiveWeightStream
@@ -88,11 +88,9 @@ def _data(config: Config) -> tuple[np.ndarray, ...]:
 
 def _features(model: torch.nn.Module, x: torch.Tensor, bias: bool) -> np.ndarray:
     """Rows isometric to W_eff(x) (flattened Z(x)), with b_eff(x) appended when ``bias``."""
-    _, R = isometric_basis(model)
     rows = []
-    for _, G, b in iter_effective_weights(model, x, isometric=True):
-        Z = (G @ R.T).flatten(1)
-        rows.append(torch.cat([Z, b], dim=1) if bias else Z)
+    for _, Z, b in iter_effective_weights(model, x, isometric=True):
+        rows.append(torch.cat([Z.flatten(1), b], dim=1) if bias else Z.flatten(1))
     return torch.cat(rows).double().cpu().numpy()
 
 
