@@ -61,7 +61,12 @@ def run_study(module: Any, config: Any, out: Path) -> tuple[Path, list[Path]]:
     io.check_dataset(ds)
     folder = out / module.NAME
     stamp = io.utc_timestamp()
-    path = io.save_dataset(ds, folder / f"{stamp}.nc")
+    streamed = [name for name, var in ds.data_vars.items() if var.chunks]
+    try:
+        path = io.save_dataset(ds, folder / f"{stamp}.nc")
+    finally:
+        ds = ds.drop_vars(streamed)  # the figures never need the streamed per-sample arrays
+        io.cleanup_scratch()
     figures = []
     for name, fig in module.plot(ds).items():
         figures.append(io.save_figure(fig, folder / f"{stamp}_{name}.png"))
@@ -124,7 +129,8 @@ def describe(ds: Any) -> str:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    print(describe(io.load_dataset(args.file)))
+    with io.open_result(args.file) as ds:
+        print(describe(ds))
     return 0
 
 
@@ -135,14 +141,14 @@ def cmd_plot(args: argparse.Namespace) -> int:
     import matplotlib.pyplot as plt
 
     path = Path(args.file)
-    ds = io.load_dataset(path)
-    study = ds.attrs.get("study")
-    if study not in registry.available():
-        raise ConfigError(f"{path} does not name a known study (attr study={study!r})")
-    folder = Path(args.out) if args.out else path.parent
-    for name, fig in registry.load(study).plot(ds).items():
-        print(f"wrote {io.save_figure(fig, folder / f'{path.stem}_{name}.png')}")
-        plt.close(fig)
+    with io.open_result(path) as ds:
+        study = ds.attrs.get("study")
+        if study not in registry.available():
+            raise ConfigError(f"{path} does not name a known study (attr study={study!r})")
+        folder = Path(args.out) if args.out else path.parent
+        for name, fig in registry.load(study).plot(ds).items():
+            print(f"wrote {io.save_figure(fig, folder / f'{path.stem}_{name}.png')}")
+            plt.close(fig)
     return 0
 
 

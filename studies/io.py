@@ -7,12 +7,15 @@ interrupted run never leaves a half-written result (DESIGN.md, "Datasets").
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import datetime as _dt
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from importlib import metadata
 from pathlib import Path
@@ -23,6 +26,30 @@ import xarray as xr
 
 REQUIRED_ATTRS = ("study", "created", "git_commit", "config", "versions", "command")
 _PACKAGES = ("torch", "numpy", "scipy", "sympy", "xarray", "netCDF4", "matplotlib", "scikit-learn")
+
+
+_SCRATCH: list[Path] = []
+
+
+def scratch_path(name: str) -> Path:
+    """A fresh path for a streamed array that a study's Dataset reads lazily.
+
+    Large per-sample tensors are streamed to such files while a run goes on, then opened
+    lazily into the returned Dataset, so saving it copies them chunk by chunk. The files are
+    removed by :func:`cleanup_scratch` (called by the CLI after saving, and at exit).
+    """
+    folder = Path(tempfile.mkdtemp(prefix="relu_gdln_stream_"))
+    _SCRATCH.append(folder)
+    return folder / name
+
+
+def cleanup_scratch() -> None:
+    """Delete every scratch file made by :func:`scratch_path` in this process."""
+    while _SCRATCH:
+        shutil.rmtree(_SCRATCH.pop(), ignore_errors=True)
+
+
+atexit.register(cleanup_scratch)
 
 
 def utc_timestamp() -> str:
@@ -138,12 +165,17 @@ def save_figure(fig: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
     return path
 
 
-def load_dataset(path: str | os.PathLike[str]) -> xr.Dataset:
-    """Open a saved result fully into memory (so the file is not held open)."""
+def open_result(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Open a saved result lazily (variables are read when used); use as a context manager."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no result file at {path}")
-    with xr.open_dataset(path) as ds:
+    return xr.open_dataset(path)
+
+
+def load_dataset(path: str | os.PathLike[str]) -> xr.Dataset:
+    """Open a saved result fully into memory (so the file is not held open)."""
+    with open_result(path) as ds:
         return ds.load()
 
 

@@ -12,9 +12,7 @@ use the rows [W_eff(x), b_eff(x)].
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -135,7 +133,7 @@ def run(config: Config) -> xr.Dataset:
     recorders: list = [recorder]
     stream_path = None
     if config.store_weff:
-        stream_path = Path(tempfile.mkdtemp(prefix="relu_gdln_")) / "weff_stream.nc"
+        stream_path = io.scratch_path("weff_stream.nc")
         recorders.append(
             EffectiveWeightStream(stream_path, xte, model, "W", 256, np.float32, config.lr)
         )
@@ -230,7 +228,7 @@ def run(config: Config) -> xr.Dataset:
             _attrs("mean ||b_eff(x)|| / ||f(x)|| on held-out samples"),
         )
     if stream_path is not None:
-        weff = xr.open_dataset(stream_path, chunks={"time": 1})
+        weff = xr.open_dataset(stream_path, chunks={})
         ds["W_eff"] = weff["W_eff"].assign_coords(time=ds.time).drop_vars("step", errors="ignore")
         ds["b_eff"] = weff["b_eff"].assign_coords(time=ds.time).drop_vars("step", errors="ignore")
     return io.finalize(ds, NAME, config)
@@ -246,7 +244,7 @@ def summary(ds: xr.Dataset) -> dict[str, float]:
         "silhouette_init": float(first.silhouette),
         "silhouette_end": float(last.silhouette),
         "nn_agreement_end": float(last.nn_agreement),
-    }
+    } | ({"bias_fraction_end": float(last.bias_fraction)} if "bias_fraction" in ds else {})
 
 
 def plot(ds: xr.Dataset) -> dict[str, Figure]:
