@@ -121,8 +121,10 @@ def main() -> None:
     parser.add_argument("--record-samples", type=int, default=10_000)
     parser.add_argument("--snapshots", type=int, default=50)
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true")
     args = parser.parse_args()
-    speed(args.samples)
+    if not args.skip_speed:
+        speed(args.samples)
     if not args.skip_memory:
         memory(args.record_samples, args.snapshots)
 

@@ -57,3 +57,19 @@ def activation_patterns(model: nn.Module, x: Tensor) -> list[Tensor]:
     with relu_hooks(model) as records, torch.no_grad():
         model(x)
     return [mask.reshape(mask.shape[0], -1) for _, mask in records]
+
+
+def gate_flip_fraction(before: list[Tensor], after: list[Tensor]) -> list[float]:
+    """Per layer, the fraction of (sample, unit) gates that differ between two patterns.
+
+    ``before`` and ``after`` are lists (one entry per ReLU layer) of bool tensors
+    (sample, width) read on the same samples, e.g. at two snapshots of training.
+    """
+    if len(before) != len(after):
+        raise ValueError(f"patterns have {len(before)} and {len(after)} layers")
+    fractions = []
+    for layer, (a, b) in enumerate(zip(before, after, strict=True)):
+        if a.shape != b.shape:
+            raise ValueError(f"layer {layer}: shapes {tuple(a.shape)} and {tuple(b.shape)} differ")
+        fractions.append(float((a != b).float().mean()))
+    return fractions

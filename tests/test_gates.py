@@ -8,7 +8,7 @@ from torch import nn
 
 from relu_lens import activation_patterns
 from relu_lens.effective import forward_masks, parse_mlp
-from relu_lens.gates import relu_hooks
+from relu_lens.gates import gate_flip_fraction, relu_hooks
 from relu_lens.models import mlp
 
 
@@ -51,3 +51,14 @@ def test_hooks_removed_after_exception():
 def test_no_relu_module_is_an_error():
     with pytest.raises(ValueError, match=r"no nn\.ReLU"):
         activation_patterns(nn.Sequential(nn.Linear(2, 2)), torch.randn(1, 2))
+
+
+def test_gate_flip_fraction_on_hand_made_masks():
+    a = [torch.tensor([[1, 0, 1, 1], [0, 0, 1, 0]], dtype=torch.bool), torch.ones(2, 2, dtype=bool)]
+    b = [torch.tensor([[1, 1, 1, 1], [0, 0, 0, 0]], dtype=torch.bool), torch.ones(2, 2, dtype=bool)]
+    assert gate_flip_fraction(a, b) == [2 / 8, 0.0]
+    assert gate_flip_fraction(a, a) == [0.0, 0.0]
+    with pytest.raises(ValueError, match="layers"):
+        gate_flip_fraction(a, b[:1])
+    with pytest.raises(ValueError, match="differ"):
+        gate_flip_fraction(a[:1], [torch.ones(3, 4, dtype=bool)])
