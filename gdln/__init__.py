@@ -8,7 +8,7 @@ Ganguli (2014) for the closed forms. ``closed_form``, ``reduce`` and ``integrate
 from gdln.closed_form import closed_form, mode_strength, time_to_learn, time_to_reach
 from gdln.correlations import Correlations, correlation_loss, gated_correlations, path_gradient
 from gdln.dynamics import DivergenceError, gradient_descent, integrate, loss_gradient
-from gdln.losses import Loss, SquaredError
+from gdln.losses import CrossEntropy, Loss, SquaredError
 from gdln.network import Edge, GateError, GraphError, Network, Path, ShapeError, chain
 from gdln.reduction import (
     ModeBasis,
@@ -23,6 +23,7 @@ from gdln.trajectory import Trajectory
 
 __all__ = [
     "Correlations",
+    "CrossEntropy",
     "DivergenceError",
     "Edge",
     "GateError",

@@ -100,6 +100,8 @@ class _Problem:
             for e in net.incoming(v):
                 de = dv * g[e.name][:, None] if e.name in g else dv
                 out[e.name] = -(de.T @ h[e.source])
+                if e.source in net.inputs:
+                    continue  # no error signal is needed below an input node
                 back = de @ W[e.name]
                 delta[e.source] = delta[e.source] + back if e.source in delta else back
         for name in net.edges:

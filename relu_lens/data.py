@@ -111,3 +111,37 @@ def train_test_split(
     order = order[np.lexsort((y[order], ranks[order]))]
     train, test = order[:n_train], order[n_train : n_train + n_test]
     return X[train], y[train], X[test], y[test]
+
+
+def mnist_split(
+    mnist_dir: str | Path | None,
+    n_train: int,
+    n_test: int,
+    seed: int = 0,
+    standardize: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(X_train, y_train, X_test, y_test): the bundled subset split in two (class-stratified),
+    or ``n_train`` / ``n_test`` random digits from full MNIST's own train and test splits.
+
+    With ``standardize`` both sets are shifted and scaled by the training set's mean and std
+    (one scalar each).
+    """
+    if mnist_dir is None:
+        X, y = load_mnist()
+        Xtr, ytr, Xte, yte = train_test_split(X, y, n_train, n_test, seed)
+    else:
+        Xtr, ytr = load_mnist(mnist_dir, "train")
+        Xte, yte = load_mnist(mnist_dir, "test")
+        if n_train > len(ytr) or n_test > len(yte):
+            raise ValueError(
+                f"asked for {n_train} train / {n_test} test digits; the folder has "
+                f"{len(ytr)} / {len(yte)}"
+            )
+        rng = np.random.default_rng(seed)
+        tr = rng.permutation(len(ytr))[:n_train]
+        te = rng.permutation(len(yte))[:n_test]
+        Xtr, ytr, Xte, yte = Xtr[tr], ytr[tr], Xte[te], yte[te]
+    if standardize:
+        mean, std = Xtr.mean(), Xtr.std()
+        Xtr, Xte = (Xtr - mean) / std, (Xte - mean) / std
+    return Xtr, ytr, Xte, yte

@@ -20,6 +20,7 @@ from types import ModuleType
 
 STUDIES: dict[str, str] = {
     "weff_mnist": "studies.weff_mnist",
+    "weff_theory": "studies.weff_theory",
     "race": "studies.race",
     "one_hidden_1d": "studies.one_hidden_1d",
     "alignment": "studies.alignment",

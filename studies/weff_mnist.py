@@ -19,7 +19,7 @@ import torch
 import xarray as xr
 from matplotlib.figure import Figure
 
-from relu_lens.data import load_mnist, train_test_split
+from relu_lens.data import mnist_split
 from relu_lens.effective import iter_effective_weights
 from relu_lens.metrics import class_metrics, tsne_embedding
 from relu_lens.models import mlp
@@ -66,24 +66,6 @@ PRESETS = {
 }
 
 
-def _data(config: Config) -> tuple[np.ndarray, ...]:
-    """Train/test arrays: the bundled subset split in two, or full MNIST's own splits."""
-    if config.mnist_dir is None:
-        X, y = load_mnist()
-        Xtr, ytr, Xte, yte = train_test_split(X, y, config.n_train, config.n_test, config.seed)
-    else:
-        Xtr, ytr = load_mnist(config.mnist_dir, "train")
-        Xte, yte = load_mnist(config.mnist_dir, "test")
-        rng = np.random.default_rng(config.seed)
-        tr = rng.permutation(len(ytr))[: config.n_train]
-        te = rng.permutation(len(yte))[: config.n_test]
-        Xtr, ytr, Xte, yte = Xtr[tr], ytr[tr], Xte[te], yte[te]
-    if config.standardize:
-        mean, std = Xtr.mean(), Xtr.std()
-        Xtr, Xte = (Xtr - mean) / std, (Xte - mean) / std
-    return Xtr, ytr, Xte, yte
-
-
 def _features(model: torch.nn.Module, x: torch.Tensor, bias: bool) -> np.ndarray:
     """Rows isometric to W_eff(x) (flattened Z(x)), with b_eff(x) appended when ``bias``."""
     rows = []
@@ -100,7 +82,9 @@ def run(config: Config) -> xr.Dataset:
     """Train the MLP, measure W_eff class structure at every snapshot; returns the Dataset."""
     torch.manual_seed(config.seed)
     device = torch.device(config.device)
-    Xtr, ytr, Xte, yte = _data(config)
+    Xtr, ytr, Xte, yte = mnist_split(
+        config.mnist_dir, config.n_train, config.n_test, config.seed, config.standardize
+    )
     xtr = torch.tensor(Xtr, dtype=torch.float32, device=device)
     ttr = torch.tensor(ytr, device=device)
     xte = torch.tensor(Xte, dtype=torch.float32, device=device)
