@@ -19,6 +19,10 @@ from typing import Any
 from studies import io, registry
 from studies.config import ConfigError, apply_overrides
 
+SHORTCUTS = {"seed": "seed", "device": "device", "mnist_dir": "mnist_dir", "scheduler": "scheduler"}
+# flags that studies without the field ignore (they only matter where data or sweeps are used)
+OPTIONAL_SHORTCUTS = {"mnist_dir", "scheduler"}
+
 
 def _fields(config: Any) -> set[str]:
     return {f.name for f in dataclasses.fields(config)}
@@ -35,13 +39,13 @@ def build_config(module: Any, args: argparse.Namespace, strict: bool = True) -> 
         )
     config = module.PRESETS[args.preset]
     overrides = list(args.set or [])
-    for flag, field in (("seed", "seed"), ("device", "device"), ("mnist_dir", "mnist_dir")):
+    for flag, field in SHORTCUTS.items():
         value = getattr(args, flag, None)
         if value is None:
             continue
         if field in _fields(config):
             overrides.append(f"{field}={value}")
-        elif strict and flag != "mnist_dir":
+        elif strict and flag not in OPTIONAL_SHORTCUTS:
             raise ConfigError(f"study {module.NAME} has no field {field!r} (--{flag})")
     if not strict:
         names = _fields(config)
@@ -164,6 +168,11 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=None)
     r.add_argument("--device", choices=["cpu", "cuda"], default=None)
     r.add_argument("--mnist-dir", default=None, help="folder of full-MNIST IDX files (gz or not)")
+    r.add_argument(
+        "--scheduler",
+        default=None,
+        help="address of a dask scheduler for sweeps (default: a local cluster)",
+    )
     r.set_defaults(func=cmd_run)
     s = sub.add_parser("show", help="summary of a result file")
     s.add_argument("file")

@@ -1,0 +1,99 @@
+"""Synthetic tasks: plain numpy generators shared by the experiment and theory sides.
+
+This module never imports torch (DESIGN.md, "Packages"), so ``gdln`` and ``relu_lens`` can both
+use it. Every generator is a plain function of its sizes and a seed that returns numpy arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class BinaryTask:
+    """Labelled binary data.
+
+    Attributes:
+        X: inputs, shape (sample, in).
+        y: labels in {-1, +1}, shape (sample,).
+        mu: the measured separability (:func:`separability`), computed from X and y.
+    """
+
+    X: np.ndarray
+    y: np.ndarray
+    mu: float
+
+
+def separability(X: np.ndarray, y: np.ndarray) -> float:
+    """Exact separability of Min, Mallada & Vidal (ICLR 2024, Assumption 1):
+
+        mu = min_{i, j} <x_i y_i, x_j y_j> / (||x_i|| ||x_j||).
+
+    Same-label pairs must be positively and opposite-label pairs negatively correlated for
+    mu > 0. Computed over all pairs (a Gram matrix of the signed unit vectors); exact.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    norms = np.linalg.norm(X, axis=1)
+    if np.any(norms == 0):
+        raise ValueError("separability: an input x_i is zero; mu is undefined")
+    Z = y[:, None] * X / norms[:, None]
+    return float((Z @ Z.T).min())
+
+
+def separable_binary(
+    n: int,
+    D: int,
+    mu: float,
+    seed: int,
+    norm_range: tuple[float, float] = (1.0, 2.0),
+    positive_fraction: float = 0.5,
+) -> BinaryTask:
+    """Binary data in two opposite cones with separability exactly ``mu``.
+
+    Construction: u = e_1. Every signed point y_i x_i / ||x_i|| lies in the cap of half-angle
+    theta = arccos(mu) / 2 around u: y_i x_i / ||x_i|| = cos(a_i) u + sin(a_i) z_i with z_i a
+    unit vector orthogonal to u and a_i in [0, theta]. Two signed points in the cap make an
+    angle of at most 2 theta, so mu >= cos(2 theta) = mu_target. The first two signed points are
+    placed on the cap's rim with z_2 = -z_1 (one positive, one negative point), so the bound is
+    attained and the measured mu equals ``mu`` up to rounding. The other angles a_i are drawn
+    with a_i = theta * sqrt(U) (uniform in the cap's cross-section), norms uniformly in
+    ``norm_range``. ``mu <= 0`` is allowed (theta >= pi/4): such data violate the paper's
+    assumption, and the returned ``mu`` says so.
+
+    Args:
+        n: number of samples (>= 2).
+        D: input dimension (>= 2).
+        mu: target separability in (-1, 1].
+        seed: seed of the numpy generator.
+        norm_range: (X_min, X_max) bounds of the input norms.
+        positive_fraction: share of positive labels (at least one of each label).
+
+    Returns:
+        BinaryTask with X (sample, in), y (sample,) in {-1, +1} and the measured mu.
+    """
+    if n < 2 or D < 2:
+        raise ValueError(f"separable_binary needs n >= 2 and D >= 2, got n={n}, D={D}")
+    if not -1.0 < mu <= 1.0:
+        raise ValueError(f"separable_binary: mu must lie in (-1, 1], got {mu}")
+    lo, hi = norm_range
+    if not 0 < lo <= hi:
+        raise ValueError(
+            f"separable_binary: norm_range must satisfy 0 < lo <= hi, got {norm_range}"
+        )
+    rng = np.random.default_rng(seed)
+    n_pos = min(max(round(positive_fraction * n), 1), n - 1)
+    y = np.concatenate([np.ones(n_pos), -np.ones(n - n_pos)])
+    theta = np.arccos(mu) / 2.0
+    angles = theta * np.sqrt(rng.uniform(size=n))
+    Z = rng.standard_normal((n, D))
+    Z[:, 0] = 0.0
+    Z[n_pos] = -Z[0]
+    Z /= np.linalg.norm(Z, axis=1, keepdims=True)
+    angles[0] = angles[n_pos] = theta
+    signed = np.cos(angles)[:, None] * np.eye(D)[0] + np.sin(angles)[:, None] * Z
+    norms = rng.uniform(lo, hi, size=n)
+    X = y[:, None] * signed * norms[:, None]
+    return BinaryTask(X=X, y=y, mu=separability(X, y))

@@ -1,0 +1,127 @@
+"""Tests of the dask.distributed sweep runner (studies.sweep)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from studies import sweep
+
+
+def toy_cell(a: int, b: float, calls: str, scale: float = 1.0, fail_on: int = -1,
+             pause: float = 0.0) -> xr.Dataset:  # fmt: skip
+    """A cell: records its call in ``calls`` (a folder), optionally fails or pauses."""
+    Path(calls, f"{a}_{b}_{uuid.uuid4().hex}").touch()
+    time.sleep(pause)
+    if a == fail_on:
+        raise ValueError(f"cell a={a} fails on purpose")
+    k = np.arange(3)
+    return xr.Dataset(
+        {
+            "value": ("k", scale * (a * 10 + b) + k, {"long_name": "value", "units": "1"}),
+            "total": ((), a + b, {"long_name": "a + b", "units": "1"}),
+        },
+        coords={"k": k},
+    )
+
+
+def calls_in(folder: Path) -> list[str]:
+    return sorted(p.name.rsplit("_", 1)[0] for p in folder.iterdir())
+
+
+GRID = {"a": [1, 2, 3], "b": [0.5, 1.5]}
+
+
+def test_sweep_on_two_workers_with_a_failing_cell(tmp_path: Path) -> None:
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    res = sweep.run_sweep(
+        toy_cell, GRID, tmp_path / "cache", fixed={"calls": str(calls), "fail_on": 2},
+        n_workers=2,
+    )  # fmt: skip
+    ds = res.dataset
+    assert ds.value.dims == ("a", "b", "k")
+    assert ds.sizes == {"a": 3, "b": 2, "k": 3}
+    assert len(res.computed) == 4 and len(res.failures) == 2
+    assert all(f.cell["a"] == 2 and "fails on purpose" in f.error for f in res.failures)
+    assert np.isnan(ds.value.sel(a=2)).all()
+    np.testing.assert_allclose(ds.value.sel(a=3, b=1.5), 31.5 + np.arange(3))
+    np.testing.assert_allclose(ds.total.sel(a=1), [1.5, 2.5])
+    # a second run recomputes only the failed cells
+    res2 = sweep.run_sweep(toy_cell, GRID, tmp_path / "cache", fixed={"calls": str(calls)})
+    assert sorted(c["a"] for c in res2.computed) == [2, 2]
+    assert len(res2.reused) == 4
+    assert np.isfinite(res2.dataset.value).all()
+    assert len(calls_in(calls)) == 8
+
+
+def test_every_cell_failing_raises(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError, match="every cell"):
+        sweep.run_sweep(
+            toy_cell, {"a": [2], "b": [0.5]}, tmp_path / "c", fixed={"calls": str(tmp_path),
+            "fail_on": 2}, n_workers=1,
+        )  # fmt: skip
+
+
+def test_resume_after_interrupted_sweep(tmp_path: Path) -> None:
+    """Kill a sweep process mid-way; the resumed sweep recomputes nothing and loses nothing."""
+    calls, cache = tmp_path / "calls", tmp_path / "cache"
+    calls.mkdir()
+    grid = {"a": [1, 2, 3, 4, 5, 6], "b": [0.5]}
+    tests = str(Path(__file__).parent)
+    script = (
+        f"import sys; sys.path.insert(0, {tests!r})\n"
+        "from test_sweep import toy_cell\n"
+        "from studies import sweep\n"
+        f"sweep.run_sweep(toy_cell, {grid!r}, {str(cache)!r}, "
+        f"fixed={{'calls': {str(calls)!r}, 'pause': 0.6}}, n_workers=2)\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    try:
+        deadline = time.time() + 60
+        while len(list(cache.glob("*.nc"))) < 2 and time.time() < deadline:
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    finished = {p.name for p in cache.glob("*.nc")}
+    assert 2 <= len(finished) < 6, "the sweep should have been interrupted part-way"
+    before = len(calls_in(calls))
+    res = sweep.run_sweep(toy_cell, grid, cache, fixed={"calls": str(calls)}, n_workers=2)
+    assert len(res.reused) == len(finished)
+    assert len(res.computed) == 6 - len(finished)
+    assert len(calls_in(calls)) - before == 6 - len(finished)
+    assert {p.name for p in cache.glob("*.nc")} >= finished
+    np.testing.assert_allclose(res.dataset.total.sel(b=0.5), np.arange(1, 7) + 0.5)
+
+
+def test_sweep_on_an_existing_scheduler(tmp_path: Path) -> None:
+    from distributed import LocalCluster
+
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=None) as cluster:  # fmt: skip
+        res = sweep.run_sweep(
+            toy_cell, {"a": [1, 2], "b": [0.5]}, tmp_path / "cache",
+            fixed={"calls": str(calls), "scale": 2.0}, scheduler=cluster.scheduler_address,
+        )  # fmt: skip
+        assert len(cluster.scheduler.workers) == 1  # the cluster was used and is still up
+    np.testing.assert_allclose(res.dataset.value.sel(a=2, b=0.5), 2 * 20.5 + 2 * np.arange(3) / 2)
+
+
+def test_cell_ids_are_stable_and_distinct() -> None:
+    cells = sweep.grid_cells({"n": [8, 16], "mu": [0.1, 0.10000001]})
+    ids = [sweep.cell_id(c) for c in cells]
+    assert len(set(ids)) == 4
+    assert sweep.cell_id({"n": 8, "mu": 0.1}) == sweep.cell_id({"n": 8, "mu": 0.1})
+    assert "/" not in "".join(ids)
