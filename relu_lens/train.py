@@ -8,7 +8,9 @@ Adam and minibatches leave that clock approximate; the recorded ``time`` is stil
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -18,6 +20,35 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 LossName = Literal["cross_entropy", "mse"]
+
+
+_THREADS_LOCK = threading.Lock()
+_THREADS_STATE = {"depth": 0, "before": 0}
+
+
+@contextmanager
+def torch_threads(count: int | None) -> Iterator[None]:
+    """Temporarily set torch's (process-wide) intra-op thread count; None leaves it alone.
+
+    Small problems run fastest on one thread: on a busy machine torch's thread pool can make a
+    tiny matmul many times slower. Nested or concurrent uses (threaded dask workers) share one
+    reference count, so the count from before the outermost use is the one restored.
+    """
+    if count is None:
+        yield
+        return
+    with _THREADS_LOCK:
+        if _THREADS_STATE["depth"] == 0:
+            _THREADS_STATE["before"] = torch.get_num_threads()
+        _THREADS_STATE["depth"] += 1
+        torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        with _THREADS_LOCK:
+            _THREADS_STATE["depth"] -= 1
+            if _THREADS_STATE["depth"] == 0:
+                torch.set_num_threads(_THREADS_STATE["before"])
 
 
 class TrainingDiverged(RuntimeError):

@@ -21,14 +21,15 @@ matrix products (``torch.bmm``), never a Python loop over runs.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 import torch
 from scipy.optimize import linprog
+
+from relu_lens.train import torch_threads
 
 LossKind = Literal["exp", "logistic"]
 Monitor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]
@@ -191,23 +192,6 @@ def gradients(
     gate = (pre > 0).to(X.dtype) * g.unsqueeze(2)
     gW = -v.unsqueeze(2) * torch.bmm(gate.transpose(1, 2), X)
     return gW, gv, pre, f, summed_loss(f, y, kind)
-
-
-@contextmanager
-def torch_threads(count: int | None) -> Iterator[None]:
-    """Temporarily set torch's intra-op thread count (None: leave it); restored on exit.
-
-    Small batched problems run fastest on one thread: on a busy machine, torch's thread pool
-    can make a tiny ``bmm`` a hundred times slower."""
-    if count is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def train(

@@ -83,6 +83,7 @@ from relu_lens.spline import (
     error_norms,
     interpolant,
 )
+from relu_lens.train import torch_threads
 from studies import io
 
 NAME = "one_hidden_1d"
@@ -175,17 +176,13 @@ def train(
     y = torch.as_tensor(g(x_np), device=device)[:, None]
     opt = torch.optim.Adam(model.parameters(), lr=config.lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max(config.steps, 1))
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # nets this small only lose time to intra-op threading
-    try:
+    with torch_threads(1):  # nets this small only lose time to intra-op threading
         for _ in range(config.steps):
             opt.zero_grad()
             loss = 0.5 * ((model(x) - y) ** 2).mean()
             loss.backward()
             opt.step()
             schedule.step()
-    finally:
-        torch.set_num_threads(threads)
     with torch.no_grad():
         final = float(0.5 * ((model(x) - y) ** 2).mean())
     if not np.isfinite(final):

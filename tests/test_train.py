@@ -107,3 +107,28 @@ def test_bad_inputs():
         train(model, torch.randn(4, 3), torch.randn(5, 1), steps=1, lr=0.1, progress=False)
     with pytest.raises(ValueError, match="lr > 0"):
         train(model, torch.randn(4, 3), torch.randn(4, 1), steps=1, lr=0.0, progress=False)
+
+
+def test_torch_threads_restored_after_concurrent_use():
+    """Threaded dask workers enter torch_threads concurrently; the outer count comes back."""
+    import threading
+
+    from relu_lens.train import torch_threads
+
+    before = torch.get_num_threads()
+    inside = threading.Barrier(2)
+
+    def work() -> None:
+        with torch_threads(1):
+            inside.wait()
+            assert torch.get_num_threads() == 1
+
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert torch.get_num_threads() == before
+    with pytest.raises(KeyError), torch_threads(1):
+        raise KeyError
+    assert torch.get_num_threads() == before
