@@ -166,7 +166,7 @@ def _backward_product(
             G = op.W.expand(n, *op.W.shape)  # G = I @ W_L, shared by all samples
         else:
             G = (G.reshape(-1, G.shape[-1]) @ op.W).reshape(n, out, op.W.shape[1])
-    return G, b
+    return (G.contiguous() if G.stride(0) == 0 else G), b
 
 
 def _chunk_size(ops: list[Affine | Gate], chunk_elements: int) -> int:
@@ -218,6 +218,8 @@ def effective_weights(model: nn.Module, x: Tensor, chunk_size: int | None = None
     b: Tensor | None = None
     n = x.shape[0] if x.ndim >= 2 else 0
     for rows, W_chunk, b_chunk in iter_effective_weights(model, x, chunk_size):
+        if rows.stop - rows.start == n:  # one chunk holds every sample: no copy needed
+            return EffectiveMap(W=W_chunk, b=b_chunk)
         if W is None:
             W = W_chunk.new_empty((n, *W_chunk.shape[1:]))
             b = b_chunk.new_empty((n, *b_chunk.shape[1:]))
@@ -249,5 +251,5 @@ def isometric_weights(
 ) -> tuple[Tensor, Tensor]:
     """Z (sample, out, r) and Q (in, r) with W_eff(x) = Z(x) Q^T and Q^T Q = I."""
     Q, _ = isometric_basis(model)
-    Z = torch.cat([z for _, z, _ in iter_effective_weights(model, x, chunk_size, True)])
-    return Z, Q
+    parts = [z for _, z, _ in iter_effective_weights(model, x, chunk_size, True)]
+    return (parts[0] if len(parts) == 1 else torch.cat(parts)), Q
