@@ -84,7 +84,8 @@ def shared_modes(
     in ``bases``, which may also fix any node's basis.
 
     Raises NotDiagonalisableError, naming the measured relative residual and ``tol``, when some
-    Sigma_yx(p) is not U diag(S) V^T or some V_j^T Sigma_x(j, p) V_p is not diagonal.
+    Sigma_yx(p) is not U diag(S) V^T or some Sigma_x(j, p) is not V_j diag(D) V_p^T on the mode
+    subspaces (V_j^T Sigma_x(j, p) = diag(D) V_p^T and Sigma_x(j, p) V_p = V_j diag(D)).
     """
     paths = network.paths
     norms = np.array([np.linalg.norm(s) for s in corr.sigma_yx])
@@ -143,9 +144,13 @@ def shared_modes(
         residual = max(residual, np.linalg.norm(corr.sigma_yx[k] - rebuilt) / scale_yx)
     scale_x = max((np.linalg.norm(m) for m in corr.sigma_x.values()), default=1.0) or 1.0
     for (j, k), sx in corr.sigma_x.items():
-        proj = known[paths[j].source].T @ sx @ known[paths[k].source]
-        D[:, j, k] = np.diag(proj)
-        residual = max(residual, np.linalg.norm(proj - np.diag(D[:, j, k])) / scale_x)
+        V_j, V_k = known[paths[j].source], known[paths[k].source]
+        D[:, j, k] = np.diag(V_j.T @ sx @ V_k)
+        # The aligned solution stays aligned only if Sigma_x(j, k) maps the mode subspaces onto
+        # each other: V_j^T Sigma_x = diag(D) V_k^T and Sigma_x V_k = V_j diag(D). Checking only
+        # V_j^T Sigma_x V_k for diagonality would miss couplings that leave the subspace.
+        for part in (V_j.T @ sx - D[:, j, k, None] * V_k.T, sx @ V_k - V_j * D[:, j, k]):
+            residual = max(residual, np.linalg.norm(part) / scale_x)
     if residual > tol:
         raise NotDiagonalisableError(
             f"the gated correlations are not mutually diagonalisable: relative off-diagonal "

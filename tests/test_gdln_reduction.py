@@ -120,3 +120,17 @@ def test_one_trajectory_type_and_dataset() -> None:
         np.testing.assert_array_equal(ds.time, times)
     a, b = (t.to_dataset() for t in trajectories[:2])
     np.testing.assert_allclose(a.mode_strength, b.mode_strength, rtol=1e-5, atol=1e-8)
+
+
+def test_check_fires_when_input_correlations_leave_the_mode_subspace() -> None:
+    """Sigma_x couples the mode direction e1 to e2 while V^T Sigma_x V is a 1x1 (diagonal)
+    matrix: the reduction would plateau at a wrong loss, so the check must refuse it."""
+    sigma_x = np.array([[1.0, 0.5, 0.0], [0.5, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    w, v = np.linalg.eigh(sigma_x)
+    X = np.sqrt(3.0) * (v * np.sqrt(w)) @ v.T  # X^T X / 3 = Sigma_x
+    Y = (2.0 * 3.0 * np.linalg.solve(X.T, np.array([1.0, 0.0, 0.0])))[:, None]
+    net = gdln.chain([3, 4, 1])
+    corr = gdln.gated_correlations(net, X, Y, None)
+    np.testing.assert_allclose(corr.sigma_yx[0], [[2.0, 0.0, 0.0]], atol=1e-12)
+    with pytest.raises(NotDiagonalisableError, match="exceeds tolerance"):
+        gdln.shared_modes(net, corr)
