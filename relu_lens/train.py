@@ -121,6 +121,8 @@ def train(
     snaps = snaps or log_spaced_steps(steps, 20)
     if snaps[0] < 0 or snaps[-1] > steps:
         raise ValueError(f"snapshot steps must lie in [0, {steps}], got {snaps[0]}..{snaps[-1]}")
+    if optimizer not in ("sgd", "adam"):
+        raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
     criterion = loss_fn(loss)
     params = list(model.parameters())
     opt = torch.optim.SGD(params, lr=lr) if optimizer == "sgd" else torch.optim.Adam(params, lr=lr)

@@ -36,7 +36,7 @@ Monitor = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.T
 
 
 @dataclass
-class Trajectory:
+class TwoLayerRun:
     """Snapshots of R runs.
 
     Attributes:
@@ -205,7 +205,7 @@ def train(
     record_every: int | Sequence[int] = 100,
     monitor: Monitor | None = None,
     num_threads: int | None = 1,
-) -> Trajectory:
+) -> TwoLayerRun:
     """Gradient descent W <- W - eta dL/dW, v <- v - eta dL/dv on R runs at once.
 
     Args:
@@ -217,7 +217,7 @@ def train(
         record_every: a snapshot every this many steps (and at step 0 and the last step), or
             the steps to record (a sequence; 0 and the last step are always added).
         monitor: optional callable (pre, W, v) -> {name: (run,) tensor}, called at every step
-            before the update; its values are stacked into ``Trajectory.monitors``.
+            before the update; its values are stacked into ``TwoLayerRun.monitors``.
         num_threads: torch threads while training (:func:`torch_threads`); 1 suits the small
             synthetic problems, None keeps the current setting (large inputs such as MNIST).
 
@@ -238,7 +238,7 @@ def _descend(
     loss: LossKind,
     record_every: int | Sequence[int],
     monitor: Monitor | None,
-) -> Trajectory:
+) -> TwoLayerRun:
     """The loop of :func:`train`."""
     W, v = W.clone(), v.clone()
     if isinstance(record_every, int):
@@ -264,11 +264,11 @@ def _descend(
         if k < steps:
             W -= eta * gW
             v -= eta * gv
-    return Trajectory(
+    return TwoLayerRun(
         time=np.asarray(times),
-        W=torch.stack(Ws).numpy(),
-        v=torch.stack(vs).numpy(),
-        loss=torch.stack(losses).numpy(),
-        monitors={name: torch.stack(vals).numpy() for name, vals in mon.items()},
+        W=torch.stack(Ws).cpu().numpy(),
+        v=torch.stack(vs).cpu().numpy(),
+        loss=torch.stack(losses).cpu().numpy(),
+        monitors={name: torch.stack(vals).cpu().numpy() for name, vals in mon.items()},
         eta=eta,
     )

@@ -184,6 +184,14 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """Errors that report a problem with the user's input or run, shown without a traceback."""
+    from relu_lens.data import MNISTFolderError
+    from relu_lens.train import TrainingDiverged
+
+    return (MNISTFolderError, TrainingDiverged)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if getattr(args, "study", None) not in (None, "all") and args.study not in registry.available():
@@ -194,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, KeyError) as err:
+    except (ConfigError, registry.UnknownStudyError, FileNotFoundError, *user_errors()) as err:
         print(f"relu-gdln: error: {err}", file=sys.stderr)
         return 2
 

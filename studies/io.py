@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import dataclasses
 import datetime as _dt
+import functools
 import json
 import os
 import shutil
@@ -53,12 +54,14 @@ atexit.register(cleanup_scratch)
 
 
 def utc_timestamp() -> str:
-    """Current UTC time as ``YYYYmmddTHHMMSSZ`` (sortable, safe in file names)."""
+    """Current UTC time as ``YYYYmmddTHHMMSSffffffZ`` (sortable, safe in file names)."""
     return _dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%S%fZ")
 
 
+@functools.lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The commit of the source tree this package runs from, or ``"unknown"``."""
+    """The commit of the source tree this package runs from (``-dirty`` if it has uncommitted
+    changes), or ``"unknown"``; read once per process."""
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(

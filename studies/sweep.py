@@ -72,10 +72,10 @@ def cell_id(cell: Mapping[str, Any]) -> str:
 
 
 def fingerprint(settings: Mapping[str, Any]) -> str:
-    """Short hash of the settings that determine a cell's result (names a cache folder)."""
-    return hashlib.sha1(
-        json.dumps(dict(settings), sort_keys=True, default=str).encode()
-    ).hexdigest()[:12]
+    """Short hash of the settings that determine a cell's result and of the code's git commit
+    (names a cache folder, so cells computed by other code are never reused)."""
+    keyed = {"settings": dict(settings), "code": io.git_commit()}
+    return hashlib.sha1(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
 def _run_cell(func: CellFunc, cell: dict[str, Any], fixed: dict[str, Any], path: str) -> str:

@@ -100,3 +100,9 @@ def test_cli_list(capsys):
     assert cli.main(["list"]) == 0
     out = capsys.readouterr().out
     assert "weff_mnist" in out and "quick" in out
+
+
+def test_cli_reports_a_bad_mnist_folder(tmp_path, capsys):
+    code = cli.main(["run", "weff_mnist", "--mnist-dir", str(tmp_path / "missing")])
+    assert code == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -105,6 +105,8 @@ def test_bad_inputs():
     model = mlp(3, [2], 1)
     with pytest.raises(ValueError, match="samples"):
         train(model, torch.randn(4, 3), torch.randn(5, 1), steps=1, lr=0.1, progress=False)
+    with pytest.raises(ValueError, match="optimizer must be"):
+        train(model, torch.randn(4, 3), torch.randn(4, 1), steps=1, lr=0.1, optimizer="SGD")
     with pytest.raises(ValueError, match="lr > 0"):
         train(model, torch.randn(4, 3), torch.randn(4, 1), steps=1, lr=0.0, progress=False)
 
