@@ -9,8 +9,7 @@ A study module defines:
 - ``plot(ds) -> dict[str, Figure]``: figures by name, reading only the Dataset;
 - ``summary(ds) -> dict[str, float | str]``: headline numbers for ``relu-gdln show``.
 
-Modules are imported lazily, so ``relu-gdln list`` stays fast and a study's heavy imports are
-paid only when it runs.
+Modules are imported when first asked for, so a run pays only for the studies it uses.
 """
 
 from __future__ import annotations
@@ -25,7 +24,12 @@ STUDIES: dict[str, str] = {
     "one_hidden_1d": "studies.one_hidden_1d",
     "alignment": "studies.alignment",
     "alignment_mnist": "studies.alignment_mnist",
+    "contexts": "studies.contexts",
 }
+
+
+class UnknownStudyError(LookupError):
+    """No study of that name in this checkout."""
 
 
 def available() -> list[str]:
@@ -36,7 +40,7 @@ def available() -> list[str]:
 def load(name: str) -> ModuleType:
     """The study module called ``name``; a clear error for an unknown name."""
     if name not in available():
-        raise KeyError(f"unknown study {name!r}; known studies: {', '.join(available())}")
+        raise UnknownStudyError(f"unknown study {name!r}; known studies: {', '.join(available())}")
     module = importlib.import_module(STUDIES[name])
     for attr in ("NAME", "Config", "PRESETS", "run", "plot"):
         if not hasattr(module, attr):
