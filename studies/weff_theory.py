@@ -209,9 +209,12 @@ def run(config: Config) -> xr.Dataset:
     Y = np.eye(10)[ytr]
     layers = len(config.widths)
 
-    measured = [measured_weff(config, w, xte) for w in run_.weights]
-    meas_metrics = [class_metrics(w, yte) for w in measured]
-    meas_acc = [float(np.mean(np.einsum("soi,si->so", w, Xte).argmax(1) == yte)) for w in measured]
+    # measured W_eff is recomputed when needed (cheap) rather than held for every snapshot
+    meas_metrics, meas_acc = [], []
+    for w in run_.weights:
+        meas = measured_weff(config, w, xte)
+        meas_metrics.append(class_metrics(meas, yte))
+        meas_acc.append(float(np.mean(np.einsum("soi,si->so", meas, Xte).argmax(1) == yte)))
 
     shape = (len(k_idx), n_t)
     err, ratio_p, sil_p, acc_p, loss_t = (np.full(shape, np.nan) for _ in range(5))
@@ -222,7 +225,7 @@ def run(config: Config) -> xr.Dataset:
         train_gates = gate_dict(run_.gates_train[k])
         for j, W in enumerate(theory_run(config, net, run_, k, Xtr, Y), start=k):
             pred = predicted_weff(net, W, test_gates)
-            err[row, j] = rel_error(pred, measured[j])
+            err[row, j] = rel_error(pred, measured_weff(config, run_.weights[j], xte))
             metrics = class_metrics(pred, yte)
             ratio_p[row, j], sil_p[row, j] = metrics["ratio_inter_intra"], metrics["silhouette"]
             acc_p[row, j] = np.mean(np.einsum("soi,si->so", pred, Xte).argmax(1) == yte)
@@ -230,9 +233,9 @@ def run(config: Config) -> xr.Dataset:
             loss_t[row, j] = gdln.CrossEntropy().value({"y": logits}, {"y": Y})
             if k == tsne_k and j == n_t - 1:
                 tsne_pred = tsne_embedding(pred, seed=config.seed)
-    tsne_meas = tsne_embedding(measured[-1], seed=config.seed)
+    tsne_meas = tsne_embedding(measured_weff(config, run_.weights[-1], xte), seed=config.seed)
 
-    flips = np.zeros((n_t, layers))
+    flips = np.full((n_t, layers), np.nan)  # no previous snapshot at t = 0
     flips_final = np.zeros((n_t, layers))
     for j in range(n_t):
         if j > 0:
@@ -246,9 +249,15 @@ def run(config: Config) -> xr.Dataset:
             config, xtr, ttr, xte, config.lr / 2, 2 * config.steps, [2 * s for s in snaps]
         )
         for j, w in enumerate(half.weights):
-            halving[j] = rel_error(measured_weff(config, w, xte), measured[j])
+            full = measured_weff(config, run_.weights[j], xte)
+            halving[j] = rel_error(measured_weff(config, w, xte), full)
             halving_loss[j] = abs(half.loss[j] - run_.loss[j]) / run_.loss[j]
 
+    ratio_m = np.array([m["ratio_inter_intra"] for m in meas_metrics])
+    sil_m = np.array([m["silhouette"] for m in meas_metrics])
+    with np.errstate(invalid="ignore"):
+        ratio_gap = np.nanmax(np.abs(ratio_p - ratio_m) / np.abs(ratio_m), axis=1)
+        sil_gap = np.nanmax(np.abs(sil_p - sil_m) / np.abs(sil_m), axis=1)
     time = config.lr * np.array(snaps, dtype=np.float64)
     k_steps = np.array([snaps[k] for k in k_idx])
     ds = xr.Dataset(
@@ -272,7 +281,7 @@ def run(config: Config) -> xr.Dataset:
             ),
             "ratio_inter_intra_measured": (
                 "time",
-                np.array([m["ratio_inter_intra"] for m in meas_metrics]),
+                ratio_m,
                 _attrs("inter / intra-class distance of normalised W_eff, ReLU net"),
             ),
             "ratio_inter_intra_predicted": (
@@ -282,8 +291,18 @@ def run(config: Config) -> xr.Dataset:
             ),
             "silhouette_measured": (
                 "time",
-                np.array([m["silhouette"] for m in meas_metrics]),
+                sil_m,
                 _attrs("silhouette of W_eff by class, ReLU net"),
+            ),
+            "ratio_rel_gap": (
+                "k",
+                ratio_gap,
+                _attrs("max over t >= t_k of |predicted - measured| / measured inter/intra ratio"),
+            ),
+            "silhouette_rel_gap": (
+                "k",
+                sil_gap,
+                _attrs("max over t >= t_k of |predicted - measured| / |measured| silhouette"),
             ),
             "silhouette_predicted": (
                 ("k", "time"),
@@ -350,6 +369,12 @@ def summary(ds: xr.Dataset) -> dict[str, float]:
     out["ratio_inter_intra_predicted_end_k0"] = float(ds.ratio_inter_intra_predicted[0, -1])
     out["accuracy_measured_end"] = float(ds.accuracy_measured[-1])
     out["accuracy_predicted_end_k0"] = float(ds.accuracy_predicted[0, -1])
+    within = (ds.ratio_rel_gap <= 0.1) & (ds.silhouette_rel_gap <= 0.1)
+    # the first k from which every later k keeps both class metrics within 10%
+    settled = [bool(within[i:].all()) for i in range(ds.sizes["k"])]
+    out["first_k_metrics_within_10pct"] = (
+        float(ds.k[settled.index(True)]) if True in settled else float("nan")
+    )
     out["gate_flip_last_interval"] = float(ds.gate_flip_fraction[-1].mean())
     out["step_halving_weff_change_max"] = float(ds.step_halving_weff_change.max())
     return out

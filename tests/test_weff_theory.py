@@ -115,6 +115,14 @@ def test_smoke_dataset(small_run):
         assert np.isnan(ds.weff_rel_error[i, :j]).all()
         assert (ds.weff_rel_error[i, j + 1 :] > 0).all()
     np.testing.assert_allclose(ds.loss_theory[0, 0], ds.loss_relu[0], rtol=1e-10)
+    assert np.isnan(ds.gate_flip_fraction.isel(time=0)).all()  # no earlier snapshot
     assert 0 <= float(ds.gate_flip_fraction.max()) <= 1
     assert (ds.gate_flip_to_final.isel(time=-1) == 0).all()
     assert np.isfinite(ds.step_halving_weff_change).all()
+    # the class-metric gap of the last k covers only its own later snapshots
+    last = int(np.flatnonzero(ds.step.values == ds.k.values[-1])[0])
+    gap = np.abs(ds.ratio_inter_intra_predicted[-1, last:] - ds.ratio_inter_intra_measured[last:])
+    np.testing.assert_allclose(
+        ds.ratio_rel_gap[-1], float((gap / ds.ratio_inter_intra_measured[last:]).max())
+    )
+    assert wt.summary(ds)["weff_rel_error_end_k0"] == float(ds.weff_rel_error[0, -1])
