@@ -43,3 +43,33 @@ def test_show_and_plot(result, tmp_path, capsys):
     assert "ratio_inter_intra_end" in text and "git_commit" in text
     assert cli.main(["plot", str(result), "--out", str(tmp_path)]) == 0
     assert len(list(tmp_path.glob("*.png"))) == 2
+
+
+@pytest.mark.parametrize("store", ["W_eff", "Z"])
+def test_streamed_maps_in_the_result(tmp_path, store):
+    """A tiny run that stores W_eff (or Z and Q): reloaded, they reproduce W_eff exactly."""
+    import dataclasses
+
+    from studies import weff_mnist
+
+    config = dataclasses.replace(
+        weff_mnist.PRESETS["quick"],
+        widths=(16,),
+        n_train=200,
+        n_test=60,
+        epochs=1,
+        n_snapshots=3,
+        store=store,
+    )
+    ds = weff_mnist.run(config)
+    path = io.save_dataset(ds, tmp_path / "r.nc")
+    io.cleanup_scratch()
+    back = io.load_dataset(path)
+    if store == "W_eff":
+        assert back.W_eff.dims == ("time", "sample", "out", "in")
+        W = back.W_eff.isel(time=-1).values
+    else:
+        assert back.Z.dims == ("time", "sample", "out", "rank")
+        W = np.einsum("sor,ir->soi", back.Z.isel(time=-1).values, back.Q.isel(time=-1).values)
+    assert W.shape == (60, 10, 784) and back.b_eff.dims == ("time", "sample", "out")
+    assert np.linalg.norm(W) > 0
