@@ -260,7 +260,10 @@ def alignment_cell(n: int, mu_target: float, **settings: Any) -> xr.Dataset:
                 frac_allowed, (*sd, "snapshot"), "fraction of neurons in allowed regions", "1"
             ),
         },
-        coords={"seed": seeds, "init": list(INITS)},
+        coords={
+            "seed": ("seed", seeds, {"long_name": "random seed", "units": "1"}),
+            "init": ("init", list(INITS), {"long_name": "initialisation", "units": "1"}),
+        },
     )
 
 

@@ -110,12 +110,12 @@ def provenance_attrs(study: str, config: Any, command: str | None = None) -> dic
 
 
 def check_dataset(ds: xr.Dataset) -> None:
-    """Raise ValueError unless every variable has ``long_name`` and ``units`` and the
+    """Raise ValueError unless every variable and coordinate has ``long_name`` and ``units`` and the
     provenance attrs are present and netCDF-safe (strings and numbers only)."""
     missing = [
         name
         for name, var in {**ds.data_vars, **ds.coords}.items()
-        if var.ndim > 0 and name in ds.data_vars and not {"long_name", "units"} <= set(var.attrs)
+        if var.ndim > 0 and not {"long_name", "units"} <= set(var.attrs)
     ]
     if missing:
         raise ValueError(f"variables without long_name/units: {sorted(map(str, missing))}")

@@ -257,9 +257,9 @@ def run(config: Config) -> xr.Dataset:
                 np.asarray(config.init_scales, dtype=np.float64),
                 {"long_name": "initial scale b (aligned strength / orthogonal gain)", "units": "1"},
             ),
-            "init": ("init", list(inits)),
-            "mode": ("mode", np.arange(n_modes)),
-            "layer": ("layer", list(LAYERS)),
+            "init": ("init", list(inits), {"long_name": "initial condition", "units": "1"}),
+            "mode": ("mode", np.arange(n_modes), {"long_name": "singular mode", "units": "1"}),
+            "layer": ("layer", list(LAYERS), {"long_name": "layer of the route", "units": "1"}),
         },
         attrs={
             "clock": "mean loss over P samples; t = steps x eta; tau = 1",
