@@ -369,12 +369,13 @@ def summary(ds: xr.Dataset) -> dict[str, float]:
     out["ratio_inter_intra_predicted_end_k0"] = float(ds.ratio_inter_intra_predicted[0, -1])
     out["accuracy_measured_end"] = float(ds.accuracy_measured[-1])
     out["accuracy_predicted_end_k0"] = float(ds.accuracy_predicted[0, -1])
-    within = (ds.ratio_rel_gap <= 0.1) & (ds.silhouette_rel_gap <= 0.1)
-    # the first k from which every later k keeps both class metrics within 10%
-    settled = [bool(within[i:].all()) for i in range(ds.sizes["k"])]
-    out["first_k_metrics_within_10pct"] = (
-        float(ds.k[settled.index(True)]) if True in settled else float("nan")
-    )
+    for metric in ("ratio", "silhouette"):
+        within = (ds[f"{metric}_rel_gap"] <= 0.1).values
+        # the first k from which every later k keeps the metric within 10% of the measured one
+        settled = [bool(within[i:].all()) for i in range(len(within))]
+        out[f"first_k_{metric}_within_10pct"] = (
+            float(ds.k[settled.index(True)]) if True in settled else float("nan")
+        )
     out["gate_flip_last_interval"] = float(ds.gate_flip_fraction[-1].mean())
     out["step_halving_weff_change_max"] = float(ds.step_halving_weff_change.max())
     return out
