@@ -333,11 +333,9 @@ def _train_relu(
     from relu_lens.effective import effective_weights
     from relu_lens.models import mlp
     from relu_lens.recorders import CallbackRecorder
-    from relu_lens.train import train
+    from relu_lens.train import torch_threads, train
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny matrices: one thread is several times faster
-    try:
+    with torch_threads(1):  # tiny matrices: one thread is several times faster
         torch.manual_seed(seed)
         model = mlp(X.shape[1], widths, Y.shape[1], bias=False, dtype=torch.float64, init_std=std)
         x = torch.as_tensor(X)
@@ -373,8 +371,6 @@ def _train_relu(
         seconds = _time.perf_counter() - start
         with torch.no_grad():
             final = float(0.5 * ((model(x) - torch.as_tensor(Y)) ** 2).sum(1).mean())
-    finally:
-        torch.set_num_threads(threads)
     loss = np.array([*result.step_loss, final])
     return {"loss": loss[record], "snaps": recorder.values, "init": init, "seconds": seconds}
 
