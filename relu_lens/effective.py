@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-DEFAULT_CHUNK_ELEMENTS = 2**24  # ~64 MB of float32 working memory per chunk
+DEFAULT_CHUNK_ELEMENTS = 2**22  # ~16 MB of float32 working memory per chunk
 
 
 class UnsupportedModuleError(TypeError):
@@ -138,12 +138,17 @@ def forward_masks(
 
 
 def _backward_product(
-    ops: list[Affine | Gate], masks: list[Tensor], stop_at_first: bool, n: int
+    ops: list[Affine | Gate],
+    masks: list[Tensor],
+    stop_at_first: bool,
+    n: int,
+    out_buffer: Tensor | None = None,
 ) -> tuple[Tensor, Tensor]:
     """Right-to-left masked product G and the accumulated b_eff for a chunk of n samples.
 
     With ``stop_at_first`` the product stops before the first affine layer's W (so that
-    W_eff = G W_1); its bias is still added to b.
+    W_eff = G W_1); its bias is still added to b. Otherwise the last product is written into
+    ``out_buffer`` (n, out, in) when given (no fresh allocation for the largest array).
     """
     last_affine = max(i for i, op in enumerate(ops) if isinstance(op, Affine))
     first_affine = min(i for i, op in enumerate(ops) if isinstance(op, Affine))
@@ -164,8 +169,14 @@ def _backward_product(
             break
         if i == last_affine and G.ndim == 3 and G.stride(0) == 0:
             G = op.W.expand(n, *op.W.shape)  # G = I @ W_L, shared by all samples
+        elif i == first_affine and out_buffer is not None:
+            torch.mm(G.reshape(-1, G.shape[-1]), op.W, out=out_buffer.view(-1, op.W.shape[1]))
+            G = out_buffer
         else:
             G = (G.reshape(-1, G.shape[-1]) @ op.W).reshape(n, out, op.W.shape[1])
+    if out_buffer is not None and G is not out_buffer:
+        out_buffer.copy_(G)
+        G = out_buffer
     return (G.contiguous() if G.stride(0) == 0 else G), b
 
 
@@ -181,12 +192,14 @@ def iter_effective_weights(
     x: Tensor,
     chunk_size: int | None = None,
     isometric: bool = False,
+    out: Tensor | None = None,
 ) -> Iterator[tuple[slice, Tensor, Tensor]]:
     """Yield ``(rows, W, b)`` chunk by chunk; memory stays near one chunk.
 
     With ``isometric=True`` the second element is Z(x) = G(x) R^T (sample, out, rank) instead
     of W_eff(x), where G(x) is the masked product down to the first layer and W_1^T = Q R
-    (see :func:`isometric_basis`): W_eff(x) = Z(x) Q^T.
+    (see :func:`isometric_basis`): W_eff(x) = Z(x) Q^T. With ``out`` (sample, out, in), each
+    chunk's W_eff (or Z) is written into ``out[rows]`` and yielded as that view.
     """
     ops = parse_mlp(model)
     flat = _flat_input(ops, x)
@@ -201,9 +214,12 @@ def iter_effective_weights(
             rows = slice(start, min(start + chunk_size, flat.shape[0]))
             h = flat[rows].to(dtype=dtype)
             _, masks = forward_masks(ops, h, need_output=False)
-            G, b = _backward_product(ops, masks, stop_at_first=isometric, n=h.shape[0])
+            buffer = None if out is None or isometric else out[rows]
+            G, b = _backward_product(ops, masks, isometric, h.shape[0], buffer)
             if R_T is not None:
-                G = (G.reshape(-1, G.shape[-1]) @ R_T).reshape(*G.shape[:2], R_T.shape[1])
+                Z = out[rows] if out is not None else G.new_empty((*G.shape[:2], R_T.shape[1]))
+                torch.mm(G.reshape(-1, G.shape[-1]), R_T, out=Z.view(-1, R_T.shape[1]))
+                G = Z
             yield rows, G, b
 
 
@@ -212,21 +228,18 @@ def effective_weights(model: nn.Module, x: Tensor, chunk_size: int | None = None
 
     ``x`` has shape (sample, in) or, when the model starts with ``nn.Flatten``, (sample, ...);
     W is then with respect to the flattened input. Computed in chunks of ``chunk_size``
-    samples (default: about 64 MB of working memory) written into one preallocated result.
+    samples (default: about 16 MB of working memory) written into one preallocated result.
     """
-    W: Tensor | None = None
-    b: Tensor | None = None
-    n = x.shape[0] if x.ndim >= 2 else 0
-    for rows, W_chunk, b_chunk in iter_effective_weights(model, x, chunk_size):
-        if rows.stop - rows.start == n:  # one chunk holds every sample: no copy needed
-            return EffectiveMap(W=W_chunk, b=b_chunk)
-        if W is None:
-            W = W_chunk.new_empty((n, *W_chunk.shape[1:]))
-            b = b_chunk.new_empty((n, *b_chunk.shape[1:]))
-        W[rows] = W_chunk
-        b[rows] = b_chunk
-    if W is None or b is None:
+    ops = parse_mlp(model)
+    flat = _flat_input(ops, x)
+    last = next(op for op in reversed(ops) if isinstance(op, Affine)).W
+    n, n_in = flat.shape
+    if n == 0:
         raise ValueError("x holds no samples")
+    W = torch.empty((n, last.shape[0], n_in), dtype=last.dtype, device=last.device)
+    b = torch.empty((n, last.shape[0]), dtype=last.dtype, device=last.device)
+    for rows, _, b_chunk in iter_effective_weights(model, x, chunk_size, out=W):
+        b[rows] = b_chunk
     return EffectiveMap(W=W, b=b)
 
 
@@ -250,6 +263,11 @@ def isometric_weights(
     model: nn.Module, x: Tensor, chunk_size: int | None = None
 ) -> tuple[Tensor, Tensor]:
     """Z (sample, out, r) and Q (in, r) with W_eff(x) = Z(x) Q^T and Q^T Q = I."""
-    Q, _ = isometric_basis(model)
-    parts = [z for _, z, _ in iter_effective_weights(model, x, chunk_size, True)]
-    return (parts[0] if len(parts) == 1 else torch.cat(parts)), Q
+    ops = parse_mlp(model)
+    flat = _flat_input(ops, x)
+    Q, R = isometric_basis(model)
+    n_out = next(op for op in reversed(ops) if isinstance(op, Affine)).W.shape[0]
+    Z = R.new_empty((flat.shape[0], n_out, R.shape[0]))
+    for _ in iter_effective_weights(model, x, chunk_size, isometric=True, out=Z):
+        pass
+    return Z, Q
