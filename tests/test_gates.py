@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch import nn
@@ -62,3 +64,17 @@ def test_gate_flip_fraction_on_hand_made_masks():
         gate_flip_fraction(a, b[:1])
     with pytest.raises(ValueError, match="differ"):
         gate_flip_fraction(a[:1], [torch.ones(3, 4, dtype=bool)])
+
+
+def test_gate_flip_fraction_over_a_hand_made_sequence():
+    """Three snapshots of one layer's gates (2 samples x 3 units): flips between consecutive
+    snapshots and against the last one, counted by hand."""
+    seq = [
+        torch.tensor([[1, 1, 0], [0, 0, 0]], dtype=torch.bool),
+        torch.tensor([[1, 0, 0], [0, 0, 1]], dtype=torch.bool),  # 2 of 6 flipped
+        torch.tensor([[1, 0, 0], [1, 1, 1]], dtype=torch.bool),  # 2 of 6 flipped
+    ]
+    consecutive = [gate_flip_fraction([a], [b])[0] for a, b in itertools.pairwise(seq)]
+    to_final = [gate_flip_fraction([a], [seq[-1]])[0] for a in seq]
+    assert consecutive == [2 / 6, 2 / 6]
+    assert to_final == [3 / 6, 2 / 6, 0.0]
