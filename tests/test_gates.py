@@ -77,4 +77,4 @@ def test_gate_flip_fraction_over_a_hand_made_sequence():
     consecutive = [gate_flip_fraction([a], [b])[0] for a, b in itertools.pairwise(seq)]
     to_final = [gate_flip_fraction([a], [seq[-1]])[0] for a in seq]
     assert consecutive == pytest.approx([2 / 6, 2 / 6])
-    assert to_final == pytest.approx([3 / 6, 2 / 6, 0.0])
+    assert to_final == pytest.approx([4 / 6, 2 / 6, 0.0])
