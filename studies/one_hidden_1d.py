@@ -379,12 +379,20 @@ def run(config: Config) -> xr.Dataset:
         ),
     }
     coords = {
-        "target": ("target", np.array(targets, dtype=object), {"long_name": "target function", "units": "1"}),
+        "target": (
+            "target",
+            np.array(targets, dtype=object),
+            {"long_name": "target function", "units": "1"},
+        ),
         "width": ("width", np.array(widths), {"long_name": "hidden units", "units": "1"}),
         "seed": ("seed", np.array(seeds), {"long_name": "initialisation seed", "units": "1"}),
         "unit": ("unit", np.arange(n_unit), {"long_name": "hidden unit index", "units": "1"}),
         "node": ("node", np.arange(n_node), {"long_name": "node index", "units": "1"}),
-        "rule": ("rule", np.array(RULES, dtype=object), {"long_name": "constructive knot rule", "units": "1"}),
+        "rule": (
+            "rule",
+            np.array(RULES, dtype=object),
+            {"long_name": "constructive knot rule", "units": "1"},
+        ),
         "x": ("x", x, {"long_name": "input x", "units": length}),
         "target_formula": (
             "target",
