@@ -20,10 +20,8 @@ Cells run on dask.distributed via :mod:`studies.sweep` (resumable).
 from __future__ import annotations
 
 import dataclasses
-import os
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -31,7 +29,7 @@ import xarray as xr
 
 from gdln import alignment_bound as ab
 from studies import io
-from studies.sweep import fingerprint, run_sweep
+from studies.sweep import cache_dir, run_sweep
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -267,16 +265,6 @@ def alignment_cell(n: int, mu_target: float, **settings: Any) -> xr.Dataset:
     )
 
 
-def _cache_dir(config: Config) -> Path:
-    base = (
-        config.cache_dir
-        or os.environ.get("RELU_GDLN_CACHE")
-        or Path.home() / ".cache" / "relu-gdln"
-    )
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_CELL}
-    return Path(base) / NAME / fingerprint(settings)
-
-
 def _fit_constant(ds: xr.Dataset) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares C per init in t_align = C log n / (sqrt(mu) X_min) (through the origin),
     and the exponent p of t_align ~ n^p (log-log fit of the seed-mean at each mu, averaged)."""
@@ -316,7 +304,7 @@ def run(config: Config) -> xr.Dataset:
     result = run_sweep(
         alignment_cell,
         {"n": list(config.n_values), "mu_target": list(config.mu_values)},
-        _cache_dir(config),
+        cache_dir(NAME, config, _NOT_CELL, config.cache_dir),
         fixed=settings,
         scheduler=config.scheduler,
         n_workers=config.workers,

@@ -54,11 +54,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import os
 import time as _time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
 import matplotlib.pyplot as plt
@@ -70,7 +68,7 @@ import gdln
 from relu_lens import gate_groups as gg
 from relu_lens.context_task import context_task, published_context_scale
 from studies import io
-from studies.sweep import fingerprint, run_sweep
+from studies.sweep import cache_dir, run_sweep
 
 NAME = "contexts"
 
@@ -597,16 +595,6 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
 # ----------------------------------------------------------------------------- the study
 
 
-def _cache_dir(config: Config) -> Path:
-    base = (
-        config.cache_dir
-        or os.environ.get("RELU_GDLN_CACHE")
-        or Path.home() / ".cache" / "relu-gdln"
-    )
-    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _NOT_CELL}
-    return Path(base) / NAME / fingerprint(settings)
-
-
 def run(config: Config) -> xr.Dataset:
     """Run the (context_count, depth, seed) sweep and return one Dataset (see the module
     docstring). Failed cells are NaN and named in the ``failed_cells`` attr."""
@@ -618,7 +606,7 @@ def run(config: Config) -> xr.Dataset:
             "depth": list(config.depths),
             "seed": [config.seed + s for s in range(config.seeds)],
         },
-        _cache_dir(config),
+        cache_dir(NAME, config, _NOT_CELL, config.cache_dir),
         fixed=settings,
         scheduler=config.scheduler,
         n_workers=config.workers,

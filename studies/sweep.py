@@ -16,10 +16,12 @@ the others; its values are NaN in the combined Dataset.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 import json
 import logging
+import os
 import threading
 import traceback
 from collections.abc import Callable, Mapping, Sequence
@@ -69,6 +71,14 @@ def cell_id(cell: Mapping[str, Any]) -> str:
     readable = "_".join(f"{k}-{v}" for k, v in cell.items())
     readable = "".join(c if c.isalnum() or c in "-._" else "_" for c in readable)[:80]
     return f"{readable}_{digest}"
+
+
+def cache_dir(study: str, config: Any, not_cell: set[str], folder: str | None) -> Path:
+    """The cache folder of a study's finished cells: ``folder`` (else $RELU_GDLN_CACHE, else
+    ~/.cache/relu-gdln) / study / fingerprint of the Config fields that shape a cell."""
+    base = folder or os.environ.get("RELU_GDLN_CACHE") or Path.home() / ".cache" / "relu-gdln"
+    settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in not_cell}
+    return Path(base) / study / fingerprint(settings)
 
 
 def fingerprint(settings: Mapping[str, Any]) -> str:
