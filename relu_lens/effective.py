@@ -180,6 +180,20 @@ def _backward_product(
     return (G.contiguous() if G.stride(0) == 0 else G), b
 
 
+def _lower_triangular_mm(A: Tensor, L: Tensor, out: Tensor, levels: int = 2) -> None:
+    """out = A @ L for a lower-triangular L, skipping its zero upper block level by level:
+    with L = [[L11, 0], [L21, L22]], A L = [A1 L11 + A2 L21, A2 L22] (3/4 of the work per
+    level; R^T of the QR factorisation is lower-triangular)."""
+    n = L.shape[0]
+    if levels == 0 or n < 64:
+        torch.mm(A, L, out=out)
+        return
+    h = n // 2
+    _lower_triangular_mm(A[:, :h], L[:h, :h], out[:, :h], levels - 1)
+    out[:, :h].addmm_(A[:, h:], L[h:, :h])
+    _lower_triangular_mm(A[:, h:], L[h:, h:], out[:, h:], levels - 1)
+
+
 def _chunk_size(ops: list[Affine | Gate], chunk_elements: int) -> int:
     widths = [op.W.shape[0] for op in ops if isinstance(op, Affine)]
     widths += [op.W.shape[1] for op in ops if isinstance(op, Affine)]
@@ -207,7 +221,7 @@ def iter_effective_weights(
         chunk_size = _chunk_size(ops, DEFAULT_CHUNK_ELEMENTS)
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    R_T = isometric_basis(model)[1].T if isometric else None
+    R_T = isometric_basis(model)[1].T.contiguous() if isometric else None
     dtype = next(op for op in ops if isinstance(op, Affine)).W.dtype
     with torch.no_grad():
         for start in range(0, flat.shape[0], chunk_size):
@@ -218,7 +232,7 @@ def iter_effective_weights(
             G, b = _backward_product(ops, masks, isometric, h.shape[0], buffer)
             if R_T is not None:
                 Z = out[rows] if out is not None else G.new_empty((*G.shape[:2], R_T.shape[1]))
-                torch.mm(G.reshape(-1, G.shape[-1]), R_T, out=Z.view(-1, R_T.shape[1]))
+                _lower_triangular_mm(G.reshape(-1, G.shape[-1]), R_T, Z.view(-1, R_T.shape[1]))
                 G = Z
             yield rows, G, b
 

@@ -136,3 +136,24 @@ def test_wrong_input_shape():
         effective_weights(mlp(4, [3], 2), torch.randn(2, 5))
     with pytest.raises(ValueError, match="batch dimension"):
         effective_weights(mlp(4, [3], 2), torch.randn(4))
+
+
+@pytest.mark.parametrize("n", [63, 64, 130, 257])
+def test_lower_triangular_product(n):
+    """The blocked product that skips the zero upper blocks equals the plain one."""
+    from relu_lens.effective import _lower_triangular_mm
+
+    torch.manual_seed(n)
+    A = torch.randn(37, n, dtype=torch.float64)
+    L = torch.tril(torch.randn(n, n, dtype=torch.float64))
+    out = torch.empty(37, n, dtype=torch.float64)
+    _lower_triangular_mm(A, L, out)
+    torch.testing.assert_close(out, A @ L, rtol=1e-12, atol=1e-12)
+
+
+def test_isometric_representation_with_wide_first_layer():
+    torch.manual_seed(4)
+    model = mlp(300, [130, 7], 3, dtype=torch.float64)  # R^T is 130 x 130: blocked product
+    x = torch.randn(9, 300, dtype=torch.float64)
+    Z, Q = isometric_weights(model, x, chunk_size=4)
+    torch.testing.assert_close(Z @ Q.T, effective_weights(model, x).W, rtol=1e-12, atol=1e-12)
