@@ -66,7 +66,7 @@ class Config:
 
 PRESETS = {
     "quick": Config(
-        widths=(128, 128), n_train=500, n_test=300, lr=0.1, steps=400, n_snapshots=10, n_k=4
+        widths=(128, 128), n_train=500, n_test=300, lr=0.05, steps=800, n_snapshots=10, n_k=4
     ),
     "paper": Config(),
 }
