@@ -19,21 +19,12 @@ Each prediction is timed as the best of a few repeats; the ratios are GD time / 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 import numpy as np
+from timing import best_time
 
 import gdln
 from studies import race
-
-
-def best_time(fn: Callable[[], object], repeats: int = 3) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def routing_race() -> None:

@@ -19,28 +19,16 @@ import itertools
 import subprocess
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from timing import best_time
 
 from relu_lens import effective_weights
 from relu_lens.effective import isometric_weights
 from relu_lens.models import mlp
 
 SIZES = (784, 256, 256, 10)
-
-
-def best_time(fn: Callable[[], object], repeats: int = 5) -> float:
-    """Shortest wall time of ``repeats`` calls after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def flops_per_sample() -> int:
@@ -55,14 +43,14 @@ def speed(n: int) -> None:
     x = torch.randn(n, SIZES[0])
     jac = torch.func.vmap(torch.func.jacrev(lambda xi: model(xi[None])[0]))
     with torch.no_grad():
-        t_w = best_time(lambda: effective_weights(model, x))
-        t_z = best_time(lambda: isometric_weights(model, x))
-    t_j = best_time(lambda: jac(x))
+        t_w = best_time(lambda: effective_weights(model, x), 5, warmup=True)
+        t_z = best_time(lambda: isometric_weights(model, x), 5, warmup=True)
+    t_j = best_time(lambda: jac(x), 5, warmup=True)
     C = SIZES[-1]
     a = torch.randn(n * C, SIZES[2])
     b = torch.randn(n * C, SIZES[1])
     W2, W1 = torch.randn(SIZES[2], SIZES[1]), torch.randn(SIZES[1], SIZES[0])
-    t_mm = best_time(lambda: (a @ W2, b @ W1))
+    t_mm = best_time(lambda: (a @ W2, b @ W1), 5, warmup=True)
     gflop = flops_per_sample() * n / 1e9
     arch = "-".join(map(str, SIZES))
     print(f"model {arch}, {n} samples, float32, {torch.get_num_threads()} threads")
