@@ -7,7 +7,6 @@ from pathlib import Path
 
 import matplotlib
 import numpy as np
-import pytest
 
 from studies import alignment, io, registry
 
@@ -76,7 +75,6 @@ def test_registry_lists_both() -> None:
     assert registry.load("alignment").NAME == "alignment"
 
 
-@pytest.mark.slow
 def test_alignment_quick_preset(tmp_path: Path) -> None:
     config = dataclasses.replace(alignment.PRESETS["quick"], cache_dir=str(tmp_path))
     ds = alignment.run(config)
@@ -112,7 +110,6 @@ def test_alignment_mnist_small(tmp_path: Path) -> None:
     assert set(am.summary(ds)) >= {"iteration_cos_align", "final_stable_rank"}
 
 
-@pytest.mark.slow
 def test_alignment_mnist_quick_preset() -> None:
     from studies import alignment_mnist as am
 

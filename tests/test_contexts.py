@@ -168,7 +168,6 @@ def test_reln_predicts_the_relu_loss_curve_at_three_contexts() -> None:
     assert float(ds.output_rel_error[-1]) < 0.05  # and so do the learned functions
 
 
-@pytest.mark.slow
 def test_quick_preset_dataset(tmp_path) -> None:
     config = dataclasses.replace(contexts.PRESETS["quick"], cache_dir=str(tmp_path / "cache"))
     ds = contexts.run(config)

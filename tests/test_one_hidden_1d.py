@@ -88,7 +88,6 @@ def test_config_rejects_unknown_targets():
         apply_overrides(SMALL, ["targets=abs,cosh"])
 
 
-@pytest.mark.slow
 def test_quick_preset_runs():
     ds = one_hidden_1d.run(one_hidden_1d.PRESETS["quick"])
     assert ds.sizes["target"] == 5
