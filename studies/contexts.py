@@ -613,8 +613,6 @@ def run(config: Config) -> xr.Dataset:
         processes=config.processes,
     )
     ds = result.dataset
-    for var in ds.variables.values():  # encodings of the first cell (e.g. string widths) would
-        var.encoding = {}  # truncate the merged labels when saved
     ds["context_count"].attrs.update(long_name="number of contexts C", units="1")
     ds["depth"].attrs.update(long_name="number of hidden layers", units="1")
     ds["seed"].attrs.update(long_name="seed of the ReLU init", units="1")

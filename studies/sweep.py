@@ -184,5 +184,7 @@ def run_sweep(
     parts = [_with_cell_coords(io.load_dataset(paths[cell_id(c)]), c) for c in done]
     combined = xr.merge(parts, compat="no_conflicts", join="outer", combine_attrs="drop_conflicts")
     combined = combined.reindex({dim: list(values) for dim, values in grid.items()})
+    for var in combined.variables.values():  # a cell file's encodings (e.g. string widths)
+        var.encoding = {}  # would truncate the merged labels when the sweep is saved
     result.dataset = combined.transpose(*grid, ...)
     return result
