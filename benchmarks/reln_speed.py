@@ -3,9 +3,11 @@
 One cell of the ``contexts`` study at its published settings (C = 3 contexts, 11 -> 700 -> 60,
 init std 0.005/700, full-batch GD, 8,000 steps): the ReLU net is trained once (plain training,
 no recording), its gate groups are read at the end, and the ReLN built from them predicts the
-loss curve on the study's 301-point grid with ``gdln.integrate`` in both of its forms
-(back-propagation through the gated layers, and the path-sum form from the gated
-correlations). Ratios are ReLU training time / prediction time, measured in one run.
+loss curve on the study's 301-point grid: from the ReLU net's own initial weights with
+``gdln.integrate`` in both of its forms (back-propagation through the gated layers, and the
+path-sum form from the gated correlations), and from the aligned start with
+``gdln.pathway_flow`` on the cut network (the study's ``aligned`` variant, correlations
+included; best of 3 calls). Ratios are ReLU training time / prediction time, in one run.
 
     python benchmarks/reln_speed.py [--contexts 3] [--seed 0]
 """
@@ -17,13 +19,14 @@ import time
 
 import numpy as np
 import torch
+from timing import best_time
 
 import gdln
 from relu_lens import gate_groups as gg
 from relu_lens.context_task import context_task
 from relu_lens.models import mlp
 from relu_lens.train import torch_threads, train
-from studies.contexts import PRESETS, build_reln, reln_weights
+from studies.contexts import PRESETS, aligned_loss, build_reln, reln_weights
 
 
 def main() -> None:
@@ -51,7 +54,16 @@ def main() -> None:
         t_relu = time.perf_counter() - start
     acts, _ = gg.layer_activities(model, X)
     W_out = model[-1].weight.detach().numpy()
-    groups = [gg.gate_groups(acts[0], W_out, task.context, args.contexts)]
+    groups = [
+        gg.gate_groups(
+            acts[0],
+            W_out,
+            task.context,
+            args.contexts,
+            cfg.active_threshold,
+            cfg.reln_strength_fraction,
+        )
+    ]
     reln = build_reln(groups, task.context, X.shape[1], Y.shape[1], args.contexts)
     W0 = reln_weights(reln, init)
     atol = 1e-6 * cfg.init_std_1
@@ -63,14 +75,22 @@ def main() -> None:
         )
         timings[form] = time.perf_counter() - start
         final = traj.loss[-1]
+    timings["aligned"] = best_time(
+        lambda: aligned_loss(reln, X, Y, cfg.init_std_1, times, cfg.rtol)
+    )
     print(
         f"contexts C = {args.contexts}, 11 -> {cfg.width_1} -> 60, {steps} GD steps, "
         f"{len(reln.network.paths)} ReLN pathways, final ReLN loss {final:.3g}"
     )
-    print(f"  ReLU training:                 {t_relu:8.2f} s")
+    print(f"  ReLU training:                 {t_relu:8.3f} s")
+    labels = {
+        "layers": "ReLN integrate (form=layers)",
+        "paths": "ReLN integrate (form=paths) ",
+        "aligned": "ReLN aligned, pathway_flow   ",
+    }
     for form, seconds in timings.items():
         print(
-            f"  ReLN integrate (form={form:6s}): {seconds:8.2f} s   "
+            f"  {labels[form]}: {seconds:8.3f} s   "
             f"ratio ReLU / theory = {t_relu / seconds:6.1f}  (target >= 100)"
         )
 

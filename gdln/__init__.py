@@ -1,8 +1,8 @@
 """gdln: gated deep linear networks (theory side; numpy, scipy, sympy; never torch).
 
 Saxe, Sodhani, Lewallen (ICML 2022) for the gated networks and the neural race; Saxe, McClelland,
-Ganguli (2014) for the closed forms. ``closed_form``, ``reduce`` and ``integrate`` return one
-:class:`Trajectory` type.
+Ganguli (2014) for the closed forms. ``closed_form``, ``reduce``, ``integrate`` and
+``pathway_flow`` return one :class:`Trajectory` type.
 """
 
 from gdln.closed_form import closed_form, mode_strength, time_to_learn, time_to_reach
@@ -10,6 +10,7 @@ from gdln.correlations import Correlations, correlation_loss, gated_correlations
 from gdln.dynamics import DivergenceError, gradient_descent, integrate, loss_gradient
 from gdln.losses import CrossEntropy, Loss, SquaredError
 from gdln.network import Edge, GateError, GraphError, Network, Path, ShapeError, chain
+from gdln.pathways import aligned_pathways, check_parallel, pathway_flow
 from gdln.reduction import (
     ModeBasis,
     NotAlignedError,
@@ -38,7 +39,9 @@ __all__ = [
     "SquaredError",
     "Trajectory",
     "aligned_init",
+    "aligned_pathways",
     "chain",
+    "check_parallel",
     "closed_form",
     "correlation_loss",
     "gated_correlations",
@@ -47,6 +50,7 @@ __all__ = [
     "loss_gradient",
     "mode_strength",
     "path_gradient",
+    "pathway_flow",
     "project",
     "reduce",
     "shared_modes",

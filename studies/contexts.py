@@ -35,6 +35,12 @@ Theory variants:
   diagonalisable (relative residual <= ``reduce_tol``); otherwise NaN, with the measured
   residual in ``reduction_residual``. On this task the object-context cross-correlations of
   the inputs keep the residual near 0.4, so the reduction does not apply and is reported so.
+- ``aligned`` (one hidden layer): the exact flow of the ReLN from the silent-alignment start
+  (each pathway in its own singular vectors of Sigma_yx(p), strength n_p std^2 / 2 from the
+  ReLU init statistics), ``gdln.pathway_flow`` on the hidden nodes cut to the pathways' mode
+  counts (exact for that start). It needs no shared basis, so it works with and without the
+  published context scaling, and it is the fast prediction (``benchmarks/reln_speed.py``).
+  At depth 2 the pathways share edges and it is NaN.
 - ``settled``: the GDLN with the per-unit gates of the ReLU net frozen at snapshot k, from the
   ReLU net's initial weights (gate settling: when do gates stop mattering?).
 
@@ -312,6 +318,20 @@ def aligned_scale(network: gdln.Network, stds: Mapping[str, float]) -> dict[str,
     return out
 
 
+def aligned_loss(reln: ReLN, X: Array, Y: Array, std: float, times: Array, rtol: float) -> Array:
+    """Mean loss of the ReLN's exact flow from the aligned (silent-alignment) start whose path
+    strength has the statistics of the ReLU init (``aligned_scale``: n_p std^2 / 2 for a
+    pathway of n_p units), every pathway in its own singular vectors of Sigma_yx(p); the
+    hidden nodes are cut to the pathways' mode counts, which is exact (gdln.pathways)."""
+    net = reln.network
+    B = aligned_scale(net, dict.fromkeys(net.edges, std))
+    strength = {k: float(np.prod([B[e] for e in p.edges])) for k, p in enumerate(net.paths)}
+    small, W0 = gdln.aligned_pathways(net, X, Y, reln.gates, strength)
+    return gdln.pathway_flow(
+        small, X, Y, W0, times, reln.gates, rtol=rtol, atol=1e-6 * std, with_weights=False
+    ).loss
+
+
 # ----------------------------------------------------------------------------- one cell
 
 
@@ -462,6 +482,14 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
         loss_red = gdln.reduce(
             net, modes, gdln.aligned_init(net, modes, B0), times, with_weights=False
         ).loss
+    # the aligned start: exact flow of the parallel pathways from the silent-alignment start
+    # (one hidden layer only: in depth 2 pathways share edges)
+    loss_aligned = np.full(T, np.nan)
+    seconds_aligned = np.nan
+    if depth == 1:
+        start = _time.perf_counter()
+        loss_aligned = aligned_loss(reln, X, Y, std, times, cfg["rtol"])
+        seconds_aligned = _time.perf_counter() - start
     # gate settling: per-unit gates frozen at snapshot k, from the ReLU init
     n_settle = cfg["n_settle"]
     settle_idx = np.unique(np.round(np.geomspace(1, T, n_settle)).astype(int) - 1)
@@ -483,6 +511,11 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
             "loss_theory": _var(loss_int, ("time",), "ReLN mean loss (best variant: integrate)"),
             "loss_integrate": _var(loss_int, ("time",), "ReLN mean loss, exact flow (integrate)"),
             "loss_reduced": _var(loss_red, ("time",), "ReLN mean loss, neural-race reduction"),
+            "loss_aligned": _var(
+                loss_aligned,
+                ("time",),
+                "ReLN mean loss, exact flow from the aligned start (depth 1; NaN at depth 2)",
+            ),
             "loss_settled": _var(
                 loss_settled,
                 ("settle", "time"),
@@ -505,6 +538,16 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 rel_l2_log(loss_int, loss_relu),
                 (),
                 "relative L2 error of log10 loss, ReLN (integrate) vs ReLU",
+            ),
+            "rel_l2_loss_aligned": _var(
+                rel_l2(loss_aligned, loss_relu),
+                (),
+                "relative L2 error of the loss curve, aligned-start ReLN vs ReLU",
+            ),
+            "rel_l2_log_loss_aligned": _var(
+                rel_l2_log(loss_aligned, loss_relu),
+                (),
+                "relative L2 error of log10 loss, aligned-start ReLN vs ReLU",
             ),
             "rel_l2_settled": _var(
                 [rel_l2(s, loss_relu) for s in loss_settled],
@@ -556,6 +599,9 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
             ),
             "n_samples": _var(P, (), "P = 8C data points (summed loss = P x mean loss)"),
             "seconds_relu": _var(relu["seconds"], (), "wall time of ReLU training", "s"),
+            "seconds_aligned": _var(
+                seconds_aligned, (), "wall time of the aligned-start ReLN prediction", "s"
+            ),
             "seconds_reln": _var(
                 seconds_reln, (), "wall time of the ReLN integration (with its measurements)", "s"
             ),
@@ -644,6 +690,8 @@ def summary(ds: xr.Dataset) -> dict[str, float | str]:
                 "rel_l2_loss",
                 "rel_l2_log_loss",
                 "rel_l2_loss_reduced",
+                "rel_l2_loss_aligned",
+                "rel_l2_log_loss_aligned",
                 "mixed_selectivity",
             ):
                 v = cell[name].values
@@ -688,6 +736,16 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                     lw=1,
                     label="ReLN (integrate)" if s == seed0 else None,
                 )
+                la = _last_valid(cell.loss_aligned.sel(seed=s))
+                if la.size:
+                    ax.plot(
+                        la.time,
+                        la,
+                        color="C2",
+                        ls=":",
+                        lw=1,
+                        label="ReLN (aligned start)" if s == seed0 else None,
+                    )
             ax.set_yscale("log")
             err = float(cell.rel_l2_loss.mean())
             ax.set_title(f"C={C}, depth {D}: rel L2 {err:.3f}", fontsize=9)

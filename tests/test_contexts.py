@@ -164,6 +164,11 @@ def test_reln_predicts_the_relu_loss_curve_at_three_contexts() -> None:
     # the ReLN's prediction of the ReLU loss curve, nothing fitted to the ReLU run
     # (measured 0.055 at 301 records; the published closed form had 0.039)
     assert float(ds.rel_l2_loss) < 0.08
+    # the aligned start (silent alignment, strength from the init statistics) from its own
+    # initial loss; measured 0.052 at 301 records
+    aligned = ds.loss_aligned.values
+    assert aligned[0] == pytest.approx(relu[0], rel=1e-6)  # tiny weights: the loss of f = 0
+    assert np.all(np.diff(aligned) <= 1e-12) and float(ds.rel_l2_loss_aligned) < 0.08
     assert float(ds.rsa.min()) > 0.8  # hidden representations stay similar
     assert float(ds.output_rel_error[-1]) < 0.05  # and so do the learned functions
 
