@@ -34,6 +34,7 @@ from scipy.integrate import solve_ivp
 from gdln.correlations import gated_correlations
 from gdln.dynamics import DivergenceError
 from gdln.network import Array, GraphError, Network
+from gdln.rkc import rkc
 from gdln.trajectory import Trajectory
 
 
@@ -165,14 +166,12 @@ class _Pathways:
 
     def loss(self, states: Array) -> Array:
         """The mean loss (module docstring) for states of shape (n_params, time)."""
-        out = np.empty(states.shape[1])
-        o, n_q = self.shape_b[0], len(self.d)
-        for k in range(states.shape[1]):
-            F = self.effective(*self.unpack(states[:, k]))[0]
-            F = F.reshape(o, n_q, -1).transpose(1, 0, 2)  # (pattern, n_y, n_x)
-            quad = np.sum((F @ self.sigma_xq) * F)
-            out[k] = 0.5 * self.sigma_yy - np.sum(F * self.sigma_yxq) + 0.5 * quad
-        return out
+        n_a = self.shape_a[0] * self.shape_a[1]
+        A = states[:n_a].T.reshape(-1, *self.shape_a)  # (time, H, n_x)
+        B = states[n_a:].T.reshape(-1, *self.shape_b)  # (time, n_y, H)
+        F = B[:, None] @ (self.d[None, :, :, None] * A[:, None])  # (time, pattern, n_y, n_x)
+        quad = np.sum((F @ self.sigma_xq) * F, axis=(1, 2, 3))
+        return 0.5 * self.sigma_yy - np.sum(F * self.sigma_yxq, axis=(1, 2, 3)) + 0.5 * quad
 
     def weights(self, theta: Array) -> dict[str, Array]:
         A, B = self.unpack(theta)
@@ -199,8 +198,10 @@ def pathway_flow(
 ) -> Trajectory:
     """The exact gradient flow of parallel two-layer pathways (module docstring) from
     ``initial`` at t = 0, recorded at ``times``: the flow of :func:`gdln.integrate` (squared
-    error), faster. Returns a Trajectory with loss (and weights unless ``with_weights`` is
-    False)."""
+    error), faster. ``solver`` is a ``solve_ivp`` method or "RKC" (:mod:`gdln.rkc`: fewer
+    evaluations once learning has converged and the flow turns stiff; second order, so use it
+    with rtol around 1e-4). Returns a Trajectory with loss (and weights unless
+    ``with_weights`` is False)."""
     if tau <= 0:
         raise ValueError(f"tau must be positive, got {tau}")
     times = np.asarray(times, dtype=np.float64)
@@ -209,6 +210,13 @@ def pathway_flow(
     system = _Pathways(network, X, Y, gates, initial)
     if times[-1] == 0.0:
         states = system.theta0[:, None]
+    elif solver == "RKC":
+        try:
+            states = rkc(
+                lambda th: system.rhs(th) / tau, times[-1], system.theta0, times, rtol, atol
+            ).y
+        except FloatingPointError as err:
+            raise DivergenceError(f"RKC failed: {err}") from err
     else:
         sol = solve_ivp(
             lambda _, th: system.rhs(th) / tau,

@@ -105,3 +105,13 @@ def test_not_parallel_pathways_are_refused() -> None:
     )
     with pytest.raises(GraphError, match="has 1 edges"):
         gdln.check_parallel(mixed)
+
+
+def test_rkc_solver_follows_the_tight_flow() -> None:
+    net, X, Y, gates = _parallel_task()
+    small, W0 = gdln.aligned_pathways(net, X, Y, gates, strength=1e-4)
+    times = np.linspace(0.0, 60.0, 31)
+    tight = gdln.pathway_flow(small, X, Y, W0, times, gates, rtol=RTOL, atol=1e-14)
+    fast = gdln.pathway_flow(small, X, Y, W0, times, gates, solver="RKC", rtol=1e-5, atol=1e-12)
+    np.testing.assert_allclose(fast.loss, tight.loss, rtol=1e-3)
+    assert tight.loss[-1] < 0.2 * tight.loss[0]
