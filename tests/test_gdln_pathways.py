@@ -115,3 +115,11 @@ def test_rkc_solver_follows_the_tight_flow() -> None:
     fast = gdln.pathway_flow(small, X, Y, W0, times, gates, solver="RKC", rtol=1e-5, atol=1e-12)
     np.testing.assert_allclose(fast.loss, tight.loss, rtol=1e-3)
     assert tight.loss[-1] < 0.2 * tight.loss[0]
+
+
+def test_per_unit_gates_are_refused() -> None:
+    net, X, Y, _ = _parallel_task()
+    unit_gates = {"a": np.ones((len(X), net.sizes["a"]))}
+    W0 = {e: np.zeros(net.weight_shape(e)) for e in net.edges}
+    with pytest.raises(gdln.GateError, match="per-sample node gates"):
+        gdln.pathway_flow(net, X, Y, W0, [0.0, 1.0], unit_gates)
