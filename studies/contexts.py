@@ -685,6 +685,10 @@ def run(config: Config) -> xr.Dataset:
         different_structure=int(config.different_structure),
         reln_init="ReLU initial weights restricted to each group's units",
         loss_theory_variant="integrate",
+        aligned_start=(
+            "every pathway in its own singular vectors of Sigma_yx(p), path strength "
+            "n_p std^2 / 2 (n_p units, std the ReLU init std); depth 1 only"
+        ),
         failed_cells="; ".join(f"{f.cell}: {f.error.splitlines()[0]}" for f in result.failures),
         cells_computed=len(result.computed),
         cells_reused=len(result.reused),
