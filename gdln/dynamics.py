@@ -19,7 +19,7 @@ Two equal forms of -dL/dW_e are available:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
@@ -29,11 +29,58 @@ from gdln.correlations import gated_correlations, path_gradient
 from gdln.losses import Loss, SquaredError
 from gdln.network import Array, Network, _as_column
 from gdln.reduction import ModeBasis, project
+from gdln.rkc import rkc
 from gdln.trajectory import Trajectory
 
 
 class DivergenceError(FloatingPointError):
     """Training produced NaN or inf (step too large, or an unstable flow)."""
+
+
+def check_times(times: Sequence[float] | Array, tau: float) -> Array:
+    """Record times as a float array (non-empty, increasing, from t >= 0); tau > 0."""
+    if tau <= 0:
+        raise ValueError(f"tau must be positive, got {tau}")
+    times = np.asarray(times, dtype=np.float64)
+    if times.ndim != 1 or times.size == 0 or times[0] < 0 or np.any(np.diff(times) <= 0):
+        raise ValueError("times must be a non-empty increasing 1-d array starting at t >= 0")
+    return times
+
+
+def solve_flow(
+    rhs: Callable[[Array], Array],
+    theta0: Array,
+    times: Array,
+    solver: str,
+    rtol: float,
+    atol: float,
+) -> Array:
+    """States (n_params, time) of d theta/dt = rhs(theta) from theta0 at t = 0, at ``times``;
+    ``solver`` is a ``solve_ivp`` method or "RKC" (:mod:`gdln.rkc`). DivergenceError on failure
+    or on non-finite states."""
+    if times[-1] == 0.0:
+        states = theta0[:, None]
+    elif solver == "RKC":
+        try:
+            states = rkc(rhs, times[-1], theta0, times, rtol, atol).y
+        except FloatingPointError as err:
+            raise DivergenceError(f"RKC failed: {err}") from err
+    else:
+        sol = solve_ivp(
+            lambda _, th: rhs(th),
+            (0.0, times[-1]),
+            theta0,
+            method=solver,
+            t_eval=times,
+            rtol=rtol,
+            atol=atol,
+        )
+        if not sol.success:
+            raise DivergenceError(f"solve_ivp failed: {sol.message}")
+        states = sol.y
+    if not np.all(np.isfinite(states)):
+        raise DivergenceError("the gradient flow produced NaN or inf")
+    return states
 
 
 class _Problem:
@@ -178,38 +225,18 @@ def integrate(
     form : "layers" (back-propagation, any gates) or "paths" (path-sum form, pathway gates).
     modes : a ``ModeBasis``; if given, the trajectory also carries mode strengths
         diag(U_v^T W_p V_u) per path and diag(U^T W_e V) per edge.
-    solver, rtol, atol : passed to ``solve_ivp`` (adaptive step size).
+    solver, rtol, atol : a ``solve_ivp`` method (adaptive step size) or "RKC" (gdln.rkc).
 
     Returns a :class:`~gdln.trajectory.Trajectory` with weights, loss and (optionally) modes.
     """
-    if tau <= 0:
-        raise ValueError(f"tau must be positive, got {tau}")
+    times = check_times(times, tau)
     problem = _Problem(network, X, Y, gates, loss or SquaredError(), form)
-    times = np.asarray(times, dtype=np.float64)
-    if times.ndim != 1 or times.size == 0 or times[0] < 0 or np.any(np.diff(times) <= 0):
-        raise ValueError("times must be a non-empty increasing 1-d array starting at t >= 0")
     W0 = network.check_weights(initial)
 
-    def rhs(_: float, theta: Array) -> Array:
+    def rhs(theta: Array) -> Array:
         return problem.pack(problem.descent(problem.unpack(theta))) / tau
 
-    if times[-1] == 0.0:
-        states = problem.pack(W0)[:, None]
-    else:
-        sol = solve_ivp(
-            rhs,
-            (0.0, times[-1]),
-            problem.pack(W0),
-            method=solver,
-            t_eval=times,
-            rtol=rtol,
-            atol=atol,
-        )
-        if not sol.success:
-            raise DivergenceError(f"solve_ivp failed: {sol.message}")
-        states = sol.y
-    if not np.all(np.isfinite(states)):
-        raise DivergenceError("the gradient flow produced NaN or inf")
+    states = solve_flow(rhs, problem.pack(W0), times, solver, rtol, atol)
     weight_list = [problem.unpack(states[:, k]) for k in range(states.shape[1])]
     losses = np.array([problem.loss_value(w) for w in weight_list])
     attrs = {"solver": solver, "rtol": rtol, "atol": atol, "form": form, "loss": problem.loss.name}

@@ -29,12 +29,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from gdln.correlations import gated_correlations
-from gdln.dynamics import DivergenceError
+from gdln.dynamics import check_times, solve_flow
 from gdln.network import Array, GraphError, Network
-from gdln.rkc import rkc
 from gdln.trajectory import Trajectory
 
 
@@ -202,36 +200,9 @@ def pathway_flow(
     evaluations once learning has converged and the flow turns stiff; second order, so use it
     with rtol around 1e-4). Returns a Trajectory with loss (and weights unless
     ``with_weights`` is False)."""
-    if tau <= 0:
-        raise ValueError(f"tau must be positive, got {tau}")
-    times = np.asarray(times, dtype=np.float64)
-    if times.ndim != 1 or times.size == 0 or times[0] < 0 or np.any(np.diff(times) <= 0):
-        raise ValueError("times must be a non-empty increasing 1-d array starting at t >= 0")
+    times = check_times(times, tau)
     system = _Pathways(network, X, Y, gates, initial)
-    if times[-1] == 0.0:
-        states = system.theta0[:, None]
-    elif solver == "RKC":
-        try:
-            states = rkc(
-                lambda th: system.rhs(th) / tau, times[-1], system.theta0, times, rtol, atol
-            ).y
-        except FloatingPointError as err:
-            raise DivergenceError(f"RKC failed: {err}") from err
-    else:
-        sol = solve_ivp(
-            lambda _, th: system.rhs(th) / tau,
-            (0.0, times[-1]),
-            system.theta0,
-            method=solver,
-            t_eval=times,
-            rtol=rtol,
-            atol=atol,
-        )
-        if not sol.success:
-            raise DivergenceError(f"solve_ivp failed: {sol.message}")
-        states = sol.y
-    if not np.all(np.isfinite(states)):
-        raise DivergenceError("the gradient flow produced NaN or inf")
+    states = solve_flow(lambda th: system.rhs(th) / tau, system.theta0, times, solver, rtol, atol)
     weights = None
     if with_weights:
         per_time = [system.weights(states[:, k]) for k in range(states.shape[1])]
