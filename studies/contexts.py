@@ -764,8 +764,11 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                         label="ReLN (aligned start)" if s == seed0 else None,
                     )
             ax.set_yscale("log")
-            err = float(cell.rel_l2_loss.mean())
-            ax.set_title(f"C={C}, depth {D}: rel L2 {err:.3f}", fontsize=9)
+            title = f"C={C}, depth {D}: rel L2 {float(cell.rel_l2_loss.mean()):.3f}"
+            aligned = cell.rel_l2_loss_aligned.values
+            if np.isfinite(aligned).any():
+                title += f" (aligned {np.nanmean(aligned):.3f})"
+            ax.set_title(title, fontsize=9)
             ax.set_xlabel("t (mean-loss clock)")
             ax.set_ylabel("mean loss")
     axes[0, 0].legend(fontsize=7)
