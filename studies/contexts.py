@@ -41,6 +41,10 @@ Theory variants:
   counts (exact for that start). It needs no shared basis, so it works with and without the
   published context scaling, and it is the fast prediction (``benchmarks/reln_speed.py``).
   At depth 2 the pathways share edges and it is NaN.
+- ``scheduled`` (depths in ``schedule_depths``): the same ReLN with node gates read from the
+  ReLU snapshots over time, g_v(x, t) = fraction of node v's units active on x at the last
+  snapshot before t (soft gates in [0, 1]; the published depth-2 ReLN switched its context
+  pathways on by hand instead).
 - ``settled``: the GDLN with the per-unit gates of the ReLU net frozen at snapshot k, from the
   ReLU net's initial weights (gate settling: when do gates stop mattering?).
 
@@ -98,6 +102,8 @@ class Config:
         lr_summed: gradient-descent learning rate on the summed loss (published 1e-3).
         n_times: records on a linear grid from step 0 to the last step (shared time grid).
         n_settle: snapshots k from which frozen per-unit gates are taken (0: skip).
+        schedule_depths: depths at which the ``scheduled`` variant runs (one more integration
+            of the ReLN, about as long as ``integrate``).
         settle_depths: depths at which gate settling runs (it costs n_settle integrations of
             the full per-unit network).
         n_sv: singular values kept per pathway.
@@ -125,6 +131,7 @@ class Config:
     n_times: int = 301
     n_settle: int = 5
     settle_depths: tuple[int, ...] = (1,)
+    schedule_depths: tuple[int, ...] = ()
     n_sv: int = 4
     active_threshold: float = gg.DEFAULT_ACTIVE_THRESHOLD
     strength_fraction: float = gg.DEFAULT_STRENGTH_FRACTION
@@ -158,6 +165,7 @@ PRESETS = {
     "quick": Config(contexts=(3,), depths=(1,), seeds=1, n_times=61, n_settle=2),
     "paper": Config(),
     "paper_scaled": Config(context_scaling="published"),
+    "paper_schedule": Config(contexts=(3,), schedule_depths=(1, 2), n_settle=0),
 }
 
 
@@ -318,6 +326,43 @@ def aligned_scale(network: gdln.Network, stds: Mapping[str, float]) -> dict[str,
         hidden = [network.sizes[v] for v in (e.source, e.target) if v not in ("x", "y")]
         out[name] = stds[name] * np.sqrt(max(hidden) / 2.0)
     return out
+
+
+def soft_node_gates(reln: ReLN, acts: list[Array]) -> dict[str, Array]:
+    """g_v(x) = fraction of node v's ReLU units active on x, from the hidden activities
+    [(sample, width)] of one snapshot: a node gate in [0, 1] per sample."""
+    out = {}
+    for v, units in reln.units.items():
+        layer = int(v[1:].split("_")[0]) - 1
+        out[v] = (acts[layer][:, units] > 0).mean(axis=1)
+    return out
+
+
+def scheduled_flow(
+    network: gdln.Network,
+    X: Array,
+    Y: Array,
+    initial: Mapping[str, Array],
+    times: Array,
+    schedule: list[dict[str, Array]],
+    rtol: float,
+    atol: float,
+) -> Array:
+    """Mean loss at ``times`` of the gradient flow with the gates held at ``schedule[k]`` on
+    [times[k], times[k + 1]) (piecewise-constant gates, one ``gdln.integrate`` per interval)."""
+    if len(schedule) != len(times):
+        raise ValueError(f"need one set of gates per time: {len(schedule)} != {len(times)}")
+    losses = np.empty(len(times))
+    W = dict(initial)
+    for k in range(len(times) - 1):
+        traj = gdln.integrate(
+            network, X, Y, W, [0.0, times[k + 1] - times[k]], schedule[k], rtol=rtol, atol=atol
+        )
+        if k == 0:
+            losses[0] = traj.loss[0]
+        losses[k + 1] = traj.loss[1]
+        W = traj.weights_at(1)
+    return losses
 
 
 def aligned_loss(
@@ -503,6 +548,11 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
         start = _time.perf_counter()
         loss_aligned = aligned_loss(reln, X, Y, std, times, cfg["rtol_aligned"])
         seconds_aligned = _time.perf_counter() - start
+    # node gates read from the ReLU snapshots over time
+    loss_sched = np.full(T, np.nan)
+    if depth in cfg["schedule_depths"]:
+        schedule = [soft_node_gates(reln, snaps[k]["acts"]) for k in range(T)]
+        loss_sched = scheduled_flow(net, X, Y, W0, times, schedule, cfg["rtol"], atol)
     # gate settling: per-unit gates frozen at snapshot k, from the ReLU init
     n_settle = cfg["n_settle"]
     settle_idx = np.unique(np.round(np.geomspace(1, T, n_settle)).astype(int) - 1)
@@ -561,6 +611,21 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 rel_l2_log(loss_aligned, loss_relu),
                 (),
                 "relative L2 error of log10 loss, aligned-start ReLN vs ReLU",
+            ),
+            "loss_scheduled": _var(
+                loss_sched,
+                ("time",),
+                "ReLN mean loss, node gates read from the ReLU snapshots over time",
+            ),
+            "rel_l2_loss_scheduled": _var(
+                rel_l2(loss_sched, loss_relu),
+                (),
+                "relative L2 error of the loss curve, scheduled-gate ReLN vs ReLU",
+            ),
+            "rel_l2_log_loss_scheduled": _var(
+                rel_l2_log(loss_sched, loss_relu),
+                (),
+                "relative L2 error of log10 loss, scheduled-gate ReLN vs ReLU",
             ),
             "rel_l2_settled": _var(
                 [rel_l2(s, loss_relu) for s in loss_settled],
@@ -709,6 +774,8 @@ def summary(ds: xr.Dataset) -> dict[str, float | str]:
                 "rel_l2_loss_reduced",
                 "rel_l2_loss_aligned",
                 "rel_l2_log_loss_aligned",
+                "rel_l2_loss_scheduled",
+                "rel_l2_log_loss_scheduled",
                 "mixed_selectivity",
             ):
                 v = cell[name].values
@@ -753,16 +820,20 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                     lw=1,
                     label="ReLN (integrate)" if s == seed0 else None,
                 )
-                la = _last_valid(cell.loss_aligned.sel(seed=s))
-                if la.size:
-                    ax.plot(
-                        la.time,
-                        la,
-                        color="C2",
-                        ls=":",
-                        lw=1,
-                        label="ReLN (aligned start)" if s == seed0 else None,
-                    )
+                for name, color, ls, label in (
+                    ("loss_aligned", "C2", ":", "ReLN (aligned start)"),
+                    ("loss_scheduled", "C3", "-.", "ReLN (gates over time)"),
+                ):
+                    curve = _last_valid(cell[name].sel(seed=s))
+                    if curve.size:
+                        ax.plot(
+                            curve.time,
+                            curve,
+                            color=color,
+                            ls=ls,
+                            lw=1,
+                            label=label if s == seed0 else None,
+                        )
             ax.set_yscale("log")
             title = f"C={C}, depth {D}: rel L2 {float(cell.rel_l2_loss.mean()):.3f}"
             aligned = cell.rel_l2_loss_aligned.values

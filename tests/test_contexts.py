@@ -146,6 +146,29 @@ def test_chunked_flow_equals_one_integration() -> None:
     assert seen == list(range(len(times)))
 
 
+def test_scheduled_flow_switches_gates_between_records() -> None:
+    """Constant gates give the one-piece flow; gates switched off after a record freeze the
+    gated pathway's contribution there (a node gated to 0 has no gradient and no output)."""
+    task = context_task(2)
+    edges = {"ia": ("x", "a"), "oa": ("a", "y"), "ib": ("x", "b"), "ob": ("b", "y")}
+    net = gdln.Network({"x": 10, "a": 4, "b": 4, "y": 45}, edges)
+    rng = np.random.default_rng(0)
+    W0 = {e: 0.1 * rng.standard_normal(net.weight_shape(e)) for e in net.edges}
+    times = np.linspace(0.0, 10.0, 6)
+    on = {"a": np.ones(16), "b": (task.context == 0).astype(float)}
+    whole = gdln.integrate(net, task.X, task.Y, W0, times, on, rtol=1e-10, atol=1e-12).loss
+    steady = contexts.scheduled_flow(net, task.X, task.Y, W0, times, [on] * 6, 1e-10, 1e-12)
+    np.testing.assert_allclose(steady, whole, rtol=1e-7)
+    off = {"a": np.ones(16), "b": np.zeros(16)}
+    switched = contexts.scheduled_flow(
+        net, task.X, task.Y, W0, times, [on, on, off, off, off, off], 1e-10, 1e-12
+    )
+    np.testing.assert_allclose(switched[:3], whole[:3], rtol=1e-7)  # same until t_2
+    assert abs(switched[3] - whole[3]) > 1e-3 * whole[3]  # then pathway b is gone
+    with pytest.raises(ValueError, match="one set of gates per time"):
+        contexts.scheduled_flow(net, task.X, task.Y, W0, times, [on], 1e-6, 1e-9)
+
+
 def _cell_settings(**changes: object) -> dict:
     config = dataclasses.replace(contexts.PRESETS["quick"], **changes)
     return {k: v for k, v in dataclasses.asdict(config).items() if k not in contexts._NOT_CELL}
@@ -153,7 +176,9 @@ def _cell_settings(**changes: object) -> dict:
 
 def test_reln_predicts_the_relu_loss_curve_at_three_contexts() -> None:
     """One cell of the published setting (C = 3, depth 1, 8000 steps), without the sweep."""
-    ds = contexts.context_cell(3, 1, 0, **_cell_settings(n_times=41, n_settle=0))
+    ds = contexts.context_cell(
+        3, 1, 0, **_cell_settings(n_times=41, n_settle=0, schedule_depths=(1,))
+    )
     for name, var in ds.variables.items():
         assert {"long_name", "units"} <= set(var.attrs), name
     theory, relu = ds.loss_theory.values, ds.loss_relu.values
@@ -169,6 +194,12 @@ def test_reln_predicts_the_relu_loss_curve_at_three_contexts() -> None:
     aligned = ds.loss_aligned.values
     assert aligned[0] == pytest.approx(relu[0], rel=1e-6)  # tiny weights: the loss of f = 0
     assert np.all(np.diff(aligned) <= 1e-12) and float(ds.rel_l2_loss_aligned) < 0.08
+    # gates read from the snapshots over time (here every 200 steps): same start, and it
+    # follows the ReLU curve too
+    scheduled = ds.loss_scheduled.values
+    assert scheduled[0] == pytest.approx(relu[0], rel=1e-8)
+    # (measured 0.140 and 0.061 on log10; 0.067 and 0.080 with gates read every 27 steps)
+    assert float(ds.rel_l2_loss_scheduled) < 0.25 and float(ds.rel_l2_log_loss_scheduled) < 0.15
     assert float(ds.rsa.min()) > 0.8  # hidden representations stay similar
     assert float(ds.output_rel_error[-1]) < 0.05  # and so do the learned functions
 
