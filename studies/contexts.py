@@ -778,7 +778,7 @@ def summary(ds: xr.Dataset) -> dict[str, float | str]:
                 "rel_l2_log_loss_scheduled",
                 "mixed_selectivity",
             ):
-                v = cell[name].values
+                v = cell[name].values if name in cell else np.array(np.nan)
                 if np.isfinite(v).any():
                     out[f"{name}_C{C}_depth{D}"] = float(np.nanmean(v))
                     out[f"{name}_C{C}_depth{D}_std"] = float(np.nanstd(v))
@@ -824,6 +824,8 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                     ("loss_aligned", "C2", ":", "ReLN (aligned start)"),
                     ("loss_scheduled", "C3", "-.", "ReLN (gates over time)"),
                 ):
+                    if name not in cell:  # files written before the variant existed
+                        continue
                     curve = _last_valid(cell[name].sel(seed=s))
                     if curve.size:
                         ax.plot(
@@ -836,7 +838,7 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                         )
             ax.set_yscale("log")
             title = f"C={C}, depth {D}: rel L2 {float(cell.rel_l2_loss.mean()):.3f}"
-            aligned = cell.rel_l2_loss_aligned.values
+            aligned = cell.get("rel_l2_loss_aligned", xr.DataArray(np.nan)).values
             if np.isfinite(aligned).any():
                 title += f" (aligned {np.nanmean(aligned):.3f})"
             ax.set_title(title, fontsize=9)
