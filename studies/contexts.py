@@ -78,7 +78,7 @@ import gdln
 from relu_lens import gate_groups as gg
 from relu_lens.context_task import context_task, published_context_scale
 from studies import io
-from studies.sweep import cache_dir, run_sweep
+from studies.sweep import SweepResult, cache_dir, run_sweep
 
 NAME = "contexts"
 
@@ -107,6 +107,8 @@ class Config:
         settle_depths: depths at which gate settling runs (it costs n_settle integrations of
             the full per-unit network).
         n_sv: singular values kept per pathway.
+        n_pathways: pathways kept in the combined Dataset's ``sv_*`` variables (the strongest
+            by the ReLU net's final top singular value; a depth-2 ReLN at C = 5 has ~600).
         active_threshold, strength_fraction: the census filter (see relu_lens.gate_groups).
         reln_strength_fraction: strength filter for ReLN membership (0: every live unit).
         reduce_tol: largest diagonalisation residual for which the reduction is used.
@@ -133,6 +135,7 @@ class Config:
     settle_depths: tuple[int, ...] = (1,)
     schedule_depths: tuple[int, ...] = ()
     n_sv: int = 4
+    n_pathways: int = 16
     active_threshold: float = gg.DEFAULT_ACTIVE_THRESHOLD
     strength_fraction: float = gg.DEFAULT_STRENGTH_FRACTION
     reln_strength_fraction: float = 0.0
@@ -149,8 +152,11 @@ class Config:
             raise ValueError(f"contexts must all be >= 2, got {self.contexts}")
         if not self.depths or not set(self.depths) <= {1, 2}:
             raise ValueError(f"depths must be 1 and/or 2, got {self.depths}")
-        if self.seeds < 1 or self.n_times < 3 or self.n_settle < 0 or self.n_sv < 1:
-            raise ValueError("need seeds >= 1, n_times >= 3, n_settle >= 0 and n_sv >= 1")
+        counts = (self.n_sv, self.n_pathways)
+        if self.seeds < 1 or self.n_times < 3 or self.n_settle < 0 or min(counts) < 1:
+            raise ValueError(
+                "need seeds >= 1, n_times >= 3, n_settle >= 0, n_sv >= 1 and n_pathways >= 1"
+            )
         if self.context_scaling not in ("none", "published"):
             raise ValueError(
                 f"context_scaling must be 'none' or 'published', not {self.context_scaling!r}"
@@ -719,6 +725,26 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
 # ----------------------------------------------------------------------------- the study
 
 
+def strongest_pathways(ds: xr.Dataset, n: int) -> xr.Dataset:
+    """A cell's Dataset with only its ``n`` strongest pathways (by the ReLU net's top singular
+    value at the last time), on an integer ``pathway`` index (0 = strongest) and with their
+    labels in ``pathway_label``: pathway labels differ from cell to cell, so the combined
+    Dataset would otherwise carry the union of all of them (thousands at depth 2)."""
+    final = ds.sv_relu.isel(time=-1, sv=0).fillna(-np.inf).values
+    keep = np.argsort(-final, kind="stable")[:n]
+    out = ds.isel(pathway=keep)
+    labels = [str(p).split(":", 1)[1] for p in out.pathway.values]
+    out = out.assign_coords(
+        pathway=(
+            "pathway",
+            np.arange(len(keep)),
+            {"long_name": "ReLN pathway, by final ReLU strength (0 = strongest)", "units": "1"},
+        )
+    )
+    out["pathway_label"] = _var(labels, ("pathway",), "context sets of the pathway's nodes")
+    return out
+
+
 def run(config: Config) -> xr.Dataset:
     """Run the (context_count, depth, seed) sweep and return one Dataset (see the module
     docstring). Failed cells are NaN and named in the ``failed_cells`` attr."""
@@ -735,7 +761,13 @@ def run(config: Config) -> xr.Dataset:
         scheduler=config.scheduler,
         n_workers=config.workers,
         processes=config.processes,
+        prepare=lambda cell: strongest_pathways(cell, config.n_pathways),
     )
+    return describe(result, config)
+
+
+def describe(result: SweepResult, config: Config) -> xr.Dataset:
+    """The combined Dataset of a sweep with its coordinate and provenance attrs."""
     ds = result.dataset
     ds["context_count"].attrs.update(long_name="number of contexts C", units="1")
     ds["depth"].attrs.update(long_name="number of hidden layers", units="1")
@@ -855,9 +887,10 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
             cell = ds.sel(context_count=C, depth=D, seed=seed0)
             relu = _last_valid(cell.sv_relu.isel(sv=0))
             theory = _last_valid(cell.sv_theory.isel(sv=0))
-            strongest = relu.isel(time=-1).fillna(0).argsort().values[::-1][:6]
-            for n, p in enumerate(strongest):
-                name = str(relu.pathway.values[p]).split(":", 1)[1]
+            for n, p in enumerate(range(min(6, relu.sizes["pathway"]))):
+                if relu.isel(pathway=p).isnull().all():  # this cell has fewer pathways
+                    break
+                name = str(cell.pathway_label.values[p])
                 ax.plot(relu.time, relu.isel(pathway=p), color=f"C{n}", lw=1, label=name)
                 ax.plot(theory.time, theory.isel(pathway=p), color=f"C{n}", ls="--", lw=1)
             ax.set_title(f"C={C}, depth {D}: top singular value per pathway", fontsize=9)

@@ -127,6 +127,7 @@ def run_sweep(
     scheduler: str | None = None,
     n_workers: int = 2,
     processes: bool = False,
+    prepare: Callable[[xr.Dataset], xr.Dataset] | None = None,
 ) -> SweepResult:
     """Run every unfinished cell of ``grid`` on dask.distributed and combine all cells.
 
@@ -140,6 +141,8 @@ def run_sweep(
         scheduler: address of an existing dask scheduler; None starts a LocalCluster.
         n_workers: LocalCluster workers (one thread each).
         processes: LocalCluster with worker processes (True) or threads in this process.
+        prepare: applied to every cell's Dataset before combining (e.g. to put coordinates
+            whose labels differ from cell to cell on a shared index).
 
     Returns:
         SweepResult with the Dataset (failed cells NaN) and the computed / reused / failed
@@ -181,10 +184,22 @@ def run_sweep(
     if not done:
         msgs = "; ".join(f"{f.cell}: {f.error.splitlines()[0]}" for f in result.failures)
         raise RuntimeError(f"every cell of the sweep failed: {msgs}")
-    parts = [_with_cell_coords(io.load_dataset(paths[cell_id(c)]), c) for c in done]
-    combined = xr.merge(parts, compat="no_conflicts", join="outer", combine_attrs="drop_conflicts")
+    prepare = prepare or (lambda ds: ds)
+    parts = [(c, prepare(io.load_dataset(paths[cell_id(c)]))) for c in done]
+    result.dataset = combine_cells(parts, grid)
+    return result
+
+
+def combine_cells(
+    parts: Sequence[tuple[Mapping[str, Any], xr.Dataset]], grid: Mapping[str, Sequence[Any]]
+) -> xr.Dataset:
+    """One Dataset from (cell, cell Dataset) pairs: grid dims first, in the grid's order,
+    outer-joined on every other coordinate (values a cell lacks are NaN)."""
+    expanded = [_with_cell_coords(ds, cell) for cell, ds in parts]
+    combined = xr.merge(
+        expanded, compat="no_conflicts", join="outer", combine_attrs="drop_conflicts"
+    )
     combined = combined.reindex({dim: list(values) for dim, values in grid.items()})
     for var in combined.variables.values():  # a cell file's encodings (e.g. string widths)
         var.encoding = {}  # would truncate the merged labels when the sweep is saved
-    result.dataset = combined.transpose(*grid, ...)
-    return result
+    return combined.transpose(*grid, ...)

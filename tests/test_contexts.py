@@ -11,6 +11,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import torch
+import xarray as xr
 
 import gdln
 from relu_lens import gate_groups as gg
@@ -19,6 +20,7 @@ from relu_lens.gates import activation_patterns
 from relu_lens.models import mlp
 from relu_lens.train import train
 from studies import contexts, io
+from studies.sweep import combine_cells
 
 
 def _weights(net: torch.nn.Sequential) -> list[np.ndarray]:
@@ -220,3 +222,32 @@ def test_quick_preset_dataset(tmp_path) -> None:
     assert set(figs) == {"loss", "pathway_singular_values", "census", "representation"}
     summary = contexts.summary(back)
     assert "rel_l2_loss_C3_depth1" in summary and "census_C3_depth1_{1,2,3}" in summary
+
+
+def _fake_cell(n_pathways: int, n_times: int, shift: float) -> xr.Dataset:
+    rng = np.random.default_rng(n_pathways)
+    sv = rng.random((n_times, n_pathways, 2))
+    return xr.Dataset(
+        {"sv_relu": (("time", "pathway", "sv"), sv, {"long_name": "sv", "units": "1"})},
+        coords={
+            "time": np.arange(n_times) * shift,
+            "pathway": [f"{k}:{{{k}}}" for k in range(n_pathways)],
+        },
+    )
+
+
+def test_strongest_pathways_put_cells_on_one_pathway_index() -> None:
+    """Cells with different pathway labels and time grids combine on a shared pathway index
+    of the n strongest (not on the union of all labels)."""
+    a, b = _fake_cell(40, 5, 1.0), _fake_cell(3, 7, 0.5)
+    small = contexts.strongest_pathways(a, 4)
+    final = a.sv_relu.isel(time=-1, sv=0).values
+    order = np.argsort(-final)[:4]
+    np.testing.assert_array_equal(small.pathway.values, np.arange(4))
+    assert list(small.pathway_label.values) == [f"{{{k}}}" for k in order]
+    np.testing.assert_array_equal(small.sv_relu.values, a.sv_relu.values[:, order])
+    combined = combine_cells(
+        [({"seed": 0}, small), ({"seed": 1}, contexts.strongest_pathways(b, 4))], {"seed": [0, 1]}
+    )
+    assert combined.sizes["pathway"] == 4 and combined.sizes["seed"] == 2
+    assert np.isnan(combined.sv_relu.sel(seed=1, pathway=3)).all()  # b has only 3 pathways
