@@ -30,21 +30,11 @@ from gdln.losses import Loss, SquaredError
 from gdln.network import Array, Network, _as_column
 from gdln.reduction import ModeBasis, project
 from gdln.rkc import rkc
-from gdln.trajectory import Trajectory
+from gdln.trajectory import Trajectory, check_times
 
 
 class DivergenceError(FloatingPointError):
     """Training produced NaN or inf (step too large, or an unstable flow)."""
-
-
-def check_times(times: Sequence[float] | Array, tau: float) -> Array:
-    """Record times as a float array (non-empty, increasing, from t >= 0); tau > 0."""
-    if tau <= 0:
-        raise ValueError(f"tau must be positive, got {tau}")
-    times = np.asarray(times, dtype=np.float64)
-    if times.ndim != 1 or times.size == 0 or times[0] < 0 or np.any(np.diff(times) <= 0):
-        raise ValueError("times must be a non-empty increasing 1-d array starting at t >= 0")
-    return times
 
 
 def solve_flow(

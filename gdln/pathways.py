@@ -31,9 +31,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from gdln.correlations import gated_correlations
-from gdln.dynamics import check_times, solve_flow
+from gdln.dynamics import solve_flow
 from gdln.network import Array, GraphError, Network
-from gdln.trajectory import Trajectory
+from gdln.trajectory import Trajectory, check_times
 
 
 def check_parallel(network: Network) -> None:

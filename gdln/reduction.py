@@ -27,7 +27,7 @@ from scipy.integrate import solve_ivp
 
 from gdln.correlations import Correlations
 from gdln.network import Array, Network
-from gdln.trajectory import Trajectory
+from gdln.trajectory import Trajectory, check_times
 
 
 class NotDiagonalisableError(ValueError):
@@ -260,11 +260,7 @@ def reduce(
     Returns a Trajectory with loss, mode_strength (time, mode, path) and edge_strength
     (time, mode, edge).
     """
-    if tau <= 0:
-        raise ValueError(f"tau must be positive, got {tau}")
-    times = np.asarray(times, dtype=np.float64)
-    if times.ndim != 1 or times.size == 0 or times[0] < 0 or np.any(np.diff(times) <= 0):
-        raise ValueError("times must be a non-empty increasing 1-d array starting at t >= 0")
+    times = check_times(times, tau)
     names = list(network.edges)
     R = modes.bases
     if isinstance(initial, Mapping):

@@ -1,9 +1,10 @@
-"""One result type for every prediction: ``closed_form``, ``reduce`` and ``integrate`` (and the
-gradient-descent simulation) all return a :class:`Trajectory`, so a study can swap them."""
+"""One result type for every prediction: ``closed_form``, ``reduce``, ``integrate`` and
+``pathway_flow`` (and the gradient-descent simulation) all return a :class:`Trajectory`, so a
+study can swap them; :func:`check_times` is their one check of the record times."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -130,3 +131,13 @@ class Trajectory:
                 )
         attrs = {"method": self.method, "tau": float(self.tau), **self.attrs}
         return xr.Dataset(data, coords=coords, attrs=attrs)
+
+
+def check_times(times: Sequence[float] | Array, tau: float) -> Array:
+    """Record times as a float array (non-empty, increasing, from t >= 0); tau > 0."""
+    if tau <= 0:
+        raise ValueError(f"tau must be positive, got {tau}")
+    times = np.asarray(times, dtype=np.float64)
+    if times.ndim != 1 or times.size == 0 or times[0] < 0 or np.any(np.diff(times) <= 0):
+        raise ValueError("times must be a non-empty increasing 1-d array starting at t >= 0")
+    return times
