@@ -117,7 +117,11 @@ def make_spline(
         group = np.concatenate([[0], np.cumsum(np.diff(knots) > knot_tol)])
         n_groups = int(group[-1]) + 1
         counts = np.bincount(group, minlength=n_groups)
-        knots = np.bincount(group, weights=knots, minlength=n_groups) / counts
+        # the mean as first member + mean offset: exact for equal members, so rounding can
+        # never move a merged knot past its neighbour
+        first = knots[np.flatnonzero(np.diff(group, prepend=-1))]
+        offsets = np.bincount(group, weights=knots - first[group], minlength=n_groups)
+        knots = first + offsets / counts
         jumps = np.bincount(group, weights=jumps, minlength=n_groups)
     keep = np.abs(jumps) > jump_tol
     return Spline(alpha, beta, knots[keep], jumps[keep])

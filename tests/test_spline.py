@@ -50,6 +50,17 @@ def test_make_spline_merges_coincident_knots_without_changing_s(alpha, beta, ter
     assert np.all(s.jumps != 0)
 
 
+def test_make_spline_merged_knot_stays_between_its_neighbours():
+    """Seven equal knots next to one an ulp below: the merged knot must stay where they are
+    (sum / count rounds 7 x t / 7 down by 2 ulp here, onto or past the neighbour; found by
+    hypothesis in test_knots)."""
+    t = -9.180529521276107
+    below = np.nextafter(t, -np.inf)
+    s = make_spline(0.0, 0.0, [t] * 7 + [below], [1.0] * 8)
+    np.testing.assert_array_equal(s.knots, [below, t])
+    np.testing.assert_array_equal(s.jumps, [1.0, 7.0])
+
+
 def test_make_spline_tolerance_merges_near_knots_and_drops_small_jumps():
     s = make_spline(0.0, 0.0, [0.5, 0.0, 1e-9, 2.0], [1.0, 2.0, 3.0, 1e-8], 1e-6, 1e-6)
     np.testing.assert_allclose(s.knots, [0.5e-9, 0.5])
