@@ -16,9 +16,9 @@ import time
 import numpy as np
 import torch
 
+from gdln.tasks import separable_binary
 from relu_lens import alignment as al
 from relu_lens import two_layer as tl
-from relu_lens.tasks import separable_binary
 
 
 def grid(n: int = 16, hidden: int = 20, eps: float = 1e-30) -> tuple[torch.Tensor, ...]:

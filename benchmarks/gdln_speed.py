@@ -4,7 +4,7 @@ Run:  python benchmarks/gdln_speed.py
 
 Three measurements, each in one run of this script:
 
-1. Routing network of the neural race (``studies.race`` paper preset, 49 paths, 4 modes):
+1. Routing network of the neural race (the race study's paper preset, 49 paths, 4 modes):
    ``gdln.reduce`` (reduced ODE) vs full-batch gradient descent (eta = 0.005 up to t = 40)
    vs ``gdln.integrate`` (exact matrix flow) on the same time grid.
 2. A balanced chain of D = 3 matrices on a 3-mode whitened task (64 hidden units):
@@ -24,16 +24,15 @@ import numpy as np
 from timing import best_time
 
 import gdln
-from studies import race
+from gdln.routing_task import routing_task
 
 
 def routing_race() -> None:
-    config = race.PRESETS["paper"]
-    net = race.routing_network(config)
-    X, Y, gates = race.routing_task(config)
+    task = routing_task()
+    net, X, Y, gates = task.network, task.X, task.Y, task.gates
     modes = gdln.shared_modes(net, gdln.gated_correlations(net, X, Y, gates))
     init = gdln.aligned_init(net, modes, 0.08)
-    eta, t_max, n_times = config.eta, config.t_max, config.n_times
+    eta, t_max, n_times = 0.005, 40.0, 2001  # the race study's paper preset
     n_steps = round(t_max / eta)
     record = n_steps // (n_times - 1)
     times = eta * record * np.arange(n_times)

@@ -1,17 +1,25 @@
-"""Time of the ReLN's prediction against training the ReLU net it predicts (a script, not a test).
+"""The twin's prediction against training the ReLU net it predicts (a script, not a test).
 
-One cell of the ``contexts`` study at its published settings (C = 3 contexts, 11 -> 700 -> 60,
-init std 0.005/700, full-batch GD, 8,000 steps): the ReLU net is trained once (plain training,
-no recording), its gate groups are read at the end, and the ReLN built from them predicts the
-loss curve on the study's 301-point grid: from the ReLU net's own initial weights with
-``gdln.integrate`` in both of its forms (back-propagation through the gated layers, and the
-path-sum form from the gated correlations), and from the aligned start with
-``gdln.pathway_flow`` on the cut network (the study's ``aligned`` variant, correlations
-included; best of 3 calls) at the study's tolerance and ten times looser, each with its
-largest relative deviation from a tight (rtol 1e-10) solution. Ratios are ReLU training time /
-prediction time, in one run.
+Cells of the ``contexts`` study at their published settings (C = 3 contexts; one hidden layer
+11 -> 700 -> 60, init std 0.005/700, 8,000 steps; two hidden layers 11 -> 420 -> 420 -> 60,
+init std 6e-4, 30,000 steps; full-batch GD on the summed loss with lr 1e-3, float64, one torch
+thread, as the study trains). For each depth the ReLU net is trained once (plain training, no
+recording; this is the time a user spends on the experiment), its arrays are read
+(``relu_lens.read_mlp``), its twin is built (``gdln.ReLN.from_gates`` with the context
+partition, started from the ReLU net's initial weights) and its loss curve is predicted on the
+study's 301-point grid:
 
-    python benchmarks/reln_speed.py [--contexts 3] [--seed 0]
+- depth 1, the study's fast prediction: the aligned start cut to the pathways' mode counts
+  (``ReLN.aligned_start`` + ``gdln.pathway_flow``, RKC) at the study's tolerance and ten times
+  looser, correlations included;
+- every depth: the exact flow from the ReLU net's initial weights (``gdln.integrate``) at the
+  study's solver and tolerance, as its ``loss_theory``.
+
+Every prediction is the best of a few calls and is reported with its largest relative
+deviation from a tight solution (RK45, rtol 1e-8). Ratios are ReLU training time / prediction
+time, measured in one run.
+
+    python benchmarks/reln_speed.py [--contexts 3] [--seed 0] [--depths 1 2]
 """
 
 from __future__ import annotations
@@ -24,82 +32,101 @@ import torch
 from timing import best_time
 
 import gdln
-from relu_lens import gate_groups as gg
-from relu_lens.context_task import context_task
+from gdln.context_task import context_task
+from relu_lens import read_mlp
 from relu_lens.models import mlp
 from relu_lens.train import torch_threads, train
-from studies.contexts import PRESETS, aligned_loss, build_reln, reln_weights
+
+#: the published nets of the contexts task: (width, init std, steps); lr 1e-3 on the summed loss
+PUBLISHED = {1: (700, 0.005 / 700, 8000), 2: (420, 6e-4, 30000)}
+N_TIMES = 301
+#: the study's tolerances (contexts.Config: solver, rtol, rtol_aligned; atol 1e-6 x init std)
+SOLVER, RTOL, RTOL_ALIGNED = "RKC", 1e-4, 1e-4
+
+
+def train_relu(X: np.ndarray, Y: np.ndarray, depth: int, seed: int) -> tuple:
+    """(initial weights, trained model, training seconds)."""
+    width, std, steps = PUBLISHED[depth]
+    torch.manual_seed(seed)
+    model = mlp(X.shape[1], (width,) * depth, Y.shape[1], dtype=torch.float64, init_std=std)
+    initial = read_mlp(model, X).weights
+    with torch_threads(1):
+        start = time.perf_counter()
+        train(
+            model,
+            torch.as_tensor(X),
+            torch.as_tensor(Y),
+            steps=steps,
+            lr=X.shape[0] * 1e-3,
+            loss="mse",
+            snapshot_steps=[0, steps],
+            progress=False,
+        )
+        seconds = time.perf_counter() - start
+    return initial, model, seconds
+
+
+def deviation(loss: np.ndarray, tight: np.ndarray) -> str:
+    return f"loss within {np.max(np.abs(loss - tight) / tight):.1e} of the rtol-1e-8 flow"
+
+
+def report(task, depth: int, seed: int) -> None:
+    """Train one net, build its twin, time the predictions and print them."""
+    X, Y, P = task.X, task.Y, task.n_samples
+    width, std, steps = PUBLISHED[depth]
+    times = np.linspace(0, steps, N_TIMES) * P * 1e-3
+    initial, model, t_relu = train_relu(X, Y, depth, seed)
+    final = read_mlp(model, X)
+    twin = gdln.ReLN.from_gates(final.weights, final.gates, task.context, X=X, initial=initial)
+    net, atol = twin.network, 1e-6 * std
+    print(
+        f"C = {task.n_contexts}, depth {depth}: 11 -> {' -> '.join([str(width)] * depth)} -> "
+        f"60, {steps} GD steps; twin of {sum(net.sizes[v] for v in twin.units)} units in "
+        f"{len(twin.units)} nodes, {len(net.paths)} pathways"
+    )
+    print(f"  {'ReLU training':44s}: {t_relu:8.3f} s")
+
+    def flow(rtol: float, solver: str = SOLVER) -> np.ndarray:
+        return gdln.integrate(
+            net, X, Y, twin.initial, times, twin.gates, solver=solver, rtol=rtol, atol=atol,
+            with_weights=False,
+        ).loss  # fmt: skip
+
+    def aligned(rtol: float, solver: str = "RKC") -> np.ndarray:
+        small, W0 = twin.aligned_start(X, Y, std)
+        return gdln.pathway_flow(
+            small, X, Y, W0, times, twin.gates, solver=solver, rtol=rtol, atol=atol,
+            with_weights=False,
+        ).loss  # fmt: skip
+
+    tight = flow(1e-8, "RK45")
+    seconds = best_time(lambda: flow(RTOL), 3 if depth == 1 else 2)
+    rows = [
+        (f"integrate, ReLU init, {SOLVER} rtol {RTOL:g}", seconds, deviation(flow(RTOL), tight))
+    ]
+    if depth == 1:
+        tight = aligned(1e-8, "RK45")
+        for rtol in (RTOL_ALIGNED, 10 * RTOL_ALIGNED):
+            seconds = best_time(lambda r=rtol: aligned(r))
+            rows.append(
+                (f"aligned start, cut, RKC rtol {rtol:g}", seconds, deviation(aligned(rtol), tight))
+            )
+    for label, seconds, note in rows:
+        print(
+            f"  {label:44s}: {seconds:8.3f} s   ratio ReLU / twin = {t_relu / seconds:6.1f}"
+            f"   ({note})"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--contexts", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--depths", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    cfg = PRESETS["paper"]
     task = context_task(args.contexts)
-    X, Y, P = task.X, task.Y, task.n_samples
-    eta, steps = P * cfg.lr_summed, cfg.steps_1
-    times = np.linspace(0, steps, cfg.n_times) * eta
-
-    torch.manual_seed(args.seed)
-    model = mlp(
-        X.shape[1], (cfg.width_1,), Y.shape[1], dtype=torch.float64, init_std=cfg.init_std_1
-    )
-    init = [m.weight.detach().numpy().copy() for m in model if isinstance(m, torch.nn.Linear)]
-    x, y = torch.as_tensor(X), torch.as_tensor(Y)
-    with torch_threads(1):
-        start = time.perf_counter()
-        train(
-            model, x, y, steps=steps, lr=eta, loss="mse", snapshot_steps=[0, steps], progress=False
-        )
-        t_relu = time.perf_counter() - start
-    acts, _ = gg.layer_activities(model, X)
-    W_out = model[-1].weight.detach().numpy()
-    groups = [
-        gg.gate_groups(
-            acts[0],
-            W_out,
-            task.context,
-            args.contexts,
-            cfg.active_threshold,
-            cfg.reln_strength_fraction,
-        )
-    ]
-    reln = build_reln(groups, task.context, X.shape[1], Y.shape[1], args.contexts)
-    W0 = reln_weights(reln, init)
-    atol = 1e-6 * cfg.init_std_1
-    timings = {}
-    for form in ("layers", "paths"):
-        start = time.perf_counter()
-        traj = gdln.integrate(
-            reln.network, X, Y, W0, times, gates=reln.gates, form=form, rtol=cfg.rtol, atol=atol
-        )
-        timings[form] = time.perf_counter() - start
-        final = traj.loss[-1]
-    tight = aligned_loss(reln, X, Y, cfg.init_std_1, times, 1e-10, solver="RK45")
-    deviation = {}
-    for rtol in (cfg.rtol_aligned, 10 * cfg.rtol_aligned):
-        key = f"aligned, RKC rtol {rtol:g}"
-        timings[key] = best_time(lambda r=rtol: aligned_loss(reln, X, Y, cfg.init_std_1, times, r))
-        loss = aligned_loss(reln, X, Y, cfg.init_std_1, times, rtol)
-        deviation[key] = float(np.max(np.abs(loss - tight) / tight))
-    print(
-        f"contexts C = {args.contexts}, 11 -> {cfg.width_1} -> 60, {steps} GD steps, "
-        f"{len(reln.network.paths)} ReLN pathways, final ReLN loss {final:.3g}"
-    )
-    print(f"  {'ReLU training':32s}: {t_relu:8.3f} s")
-    for form, seconds in timings.items():
-        label = f"ReLN integrate (form={form})" if form in ("layers", "paths") else f"ReLN {form}"
-        extra = (
-            f"  (loss within {deviation[form]:.1e} of the rtol-1e-10 flow)"
-            if form in deviation
-            else ""
-        )
-        print(
-            f"  {label:32s}: {seconds:8.3f} s   ratio ReLU / theory = {t_relu / seconds:6.1f}"
-            f"  (target >= 100){extra}"
-        )
+    for depth in args.depths:
+        report(task, depth, args.seed)
 
 
 if __name__ == "__main__":

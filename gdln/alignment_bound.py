@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from relu_lens.tasks import separability
+from gdln.tasks import separability
 
 __all__ = [
     "BoundIngredients",

@@ -1,20 +1,27 @@
 """Exact learning dynamics of a GDLN: matrix gradient flow and its gradient-descent discretisation.
 
-Gradient flow (Saxe et al. 2022, eq. 4; the toolkit's clock, DESIGN.md "Time"):
+Gradient flow (Saxe et al. 2022, eq. 4, on the toolkit's clock: the mean loss, so that k
+gradient-descent steps of size eta sit at t = k eta):
 
     tau dW_e/dt = -dL/dW_e,     L = (1/2P) sum_i sum_{v in outputs} ||y_{v,i} - h_{v,i}||^2,
 
-so k gradient-descent steps of size eta, W <- W - (eta / tau) dL/dW, sit at t = k eta.
+and gradient descent W <- W - (eta / tau) dL/dW is its Euler scheme.
 
 Two equal forms of -dL/dW_e are available:
 
 - ``form="layers"`` (default): back-propagation through the gated layers, vectorised over samples.
   Forward h_v = g_v * sum_e g_e W_e h_s; backward delta_v = dL/dh_v, with
   dL/dW_e = (g_e g_v delta_v)^T h_s and delta_s += (g_e g_v delta_v) W_e. Per-unit node gates
-  (ReLU activation patterns) are masks here: nothing enumerates per-unit paths.
+  (ReLU activation patterns) are masks here: nothing enumerates per-unit paths. A *complete
+  layered* network (``Network.layers``: a chain, or the ReLN of an MLP with grouped units)
+  without edge gates is run as the MLP it is: each layer's nodes stacked into one dense
+  weight matrix, node gates spread over their units, one matrix product per layer.
 - ``form="paths"``: the path-sum form of Saxe et al. 2022 from the gated correlations
   (``gdln.correlations.path_gradient``); its cost does not grow with the number of samples, but
   it needs per-sample (pathway) gates and the squared error.
+
+Gates may change over time (:class:`gdln.schedule.GateSchedule`), and a callback may see the
+weights at every record, so that long runs of wide networks need not keep them all.
 """
 
 from __future__ import annotations
@@ -23,67 +30,99 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from gdln.correlations import gated_correlations, path_gradient
 from gdln.losses import Loss, SquaredError
 from gdln.network import Array, Network, _as_column
+from gdln.ode import DivergenceError, check_solver, solve_flow
 from gdln.reduction import ModeBasis, project
-from gdln.rkc import rkc
+from gdln.schedule import GateSchedule
+from gdln.threads import blas_threads
 from gdln.trajectory import Trajectory, check_times
 
+Gates = Mapping[str, Array]
+Callback = Callable[[int, float, dict[str, Array]], None]
 
-class DivergenceError(FloatingPointError):
-    """Training produced NaN or inf (step too large, or an unstable flow)."""
+__all__ = [
+    "Callback",
+    "DivergenceError",
+    "gradient_descent",
+    "integrate",
+    "loss_gradient",
+]
 
 
-def solve_flow(
-    rhs: Callable[[Array], Array],
-    theta0: Array,
-    times: Array,
-    solver: str,
-    rtol: float,
-    atol: float,
-) -> Array:
-    """States (n_params, time) of d theta/dt = rhs(theta) from theta0 at t = 0, at ``times``;
-    ``solver`` is a ``solve_ivp`` method or "RKC" (:mod:`gdln.rkc`). DivergenceError on failure
-    or on non-finite states."""
-    if times[-1] == 0.0:
-        states = theta0[:, None]
-    elif solver == "RKC":
-        try:
-            states = rkc(rhs, times[-1], theta0, times, rtol, atol).y
-        except FloatingPointError as err:
-            raise DivergenceError(f"RKC failed: {err}") from err
-    else:
-        sol = solve_ivp(
-            lambda _, th: rhs(th),
-            (0.0, times[-1]),
-            theta0,
-            method=solver,
-            t_eval=times,
-            rtol=rtol,
-            atol=atol,
-        )
-        if not sol.success:
-            raise DivergenceError(f"solve_ivp failed: {sol.message}")
-        states = sol.y
-    if not np.all(np.isfinite(states)):
-        raise DivergenceError("the gradient flow produced NaN or inf")
-    return states
+class _Layout:
+    """Where each edge's weight lives in the flat parameter vector theta.
+
+    For a complete layered network (``Network.layers``) theta holds one dense matrix per layer,
+    (n_{k+1} stacked, n_k stacked), whose blocks are the edge weights; otherwise one block per
+    edge.
+    """
+
+    def __init__(self, network: Network, dense: bool) -> None:
+        self.net = network
+        self.dense = dense
+        self.blocks: dict[str, tuple[int, slice, slice]] = {}
+        self.matrices: list[tuple[slice, tuple[int, int]]] = []
+        offset = 0
+        if dense:
+            layers = network.layers
+            assert layers is not None
+            self.offsets = [self._offsets(layer) for layer in layers]
+            self.widths = [sum(network.sizes[v] for v in layer) for layer in layers]
+            for k in range(len(layers) - 1):
+                shape = (self.widths[k + 1], self.widths[k])
+                self.matrices.append((slice(offset, offset + shape[0] * shape[1]), shape))
+                offset += shape[0] * shape[1]
+                for e in network.edges.values():
+                    if e.source in self.offsets[k] and e.target in self.offsets[k + 1]:
+                        rows, cols = self.offsets[k + 1][e.target], self.offsets[k][e.source]
+                        self.blocks[e.name] = (k, rows, cols)
+        else:
+            for name in network.edges:
+                shape = network.weight_shape(name)
+                self.matrices.append((slice(offset, offset + shape[0] * shape[1]), shape))
+                self.blocks[name] = (len(self.matrices) - 1, slice(None), slice(None))
+                offset += shape[0] * shape[1]
+        self.size = offset
+
+    def _offsets(self, layer: tuple[str, ...]) -> dict[str, slice]:
+        out, start = {}, 0
+        for v in layer:
+            out[v] = slice(start, start + self.net.sizes[v])
+            start += self.net.sizes[v]
+        return out
+
+    def views(self, theta: Array) -> list[Array]:
+        """The matrices of theta (views, no copy)."""
+        return [theta[sl].reshape(shape) for sl, shape in self.matrices]
+
+    def pack(self, weights: Mapping[str, Array]) -> Array:
+        theta = np.zeros(self.size)
+        mats = self.views(theta)
+        for name, (k, rows, cols) in self.blocks.items():
+            mats[k][rows, cols] = weights[name]
+        return theta
+
+    def unpack(self, theta: Array) -> dict[str, Array]:
+        """{edge: weight}, copies."""
+        mats = self.views(theta)
+        return {name: mats[k][rows, cols].copy() for name, (k, rows, cols) in self.blocks.items()}
 
 
 class _Problem:
-    """Checked data and a fast -dL/dW for one network, dataset and gating."""
+    """Checked data, one gating, and the fast -dL/dtheta on the flat parameters theta."""
 
     def __init__(
         self,
         network: Network,
         X: Mapping[str, Array] | Array,
         Y: Mapping[str, Array] | Array,
-        gates: Mapping[str, Array] | None,
+        gates: Gates | None,
         loss: Loss,
         form: Literal["layers", "paths"],
+        layout: _Layout | None = None,
     ) -> None:
         self.net = network
         self.x = network.check_inputs(X)
@@ -100,30 +139,89 @@ class _Problem:
             if not isinstance(loss, SquaredError):
                 raise ValueError("form='paths' holds for the squared error only; use 'layers'")
             self.corr = gated_correlations(network, self.x, self.y, self.g)
-        names = list(network.edges)
-        shapes = [network.weight_shape(n) for n in names]
-        sizes = [a * b for a, b in shapes]
-        offsets = np.concatenate([[0], np.cumsum(sizes)])
-        self.slices = {
-            n: (slice(int(offsets[k]), int(offsets[k + 1])), shapes[k]) for k, n in enumerate(names)
-        }
-        self.n_params = int(offsets[-1])
+        self.layout = layout or _Layout(network, _can_be_dense(network, set(self.g), form))
+        largest = max(shape[0] * shape[1] for _, shape in self.layout.matrices)
+        self.work = largest * (self.n_samples if form == "layers" else max(network.sizes.values()))
+        if self.layout.dense:
+            self._dense_data()
 
-    def pack(self, W: Mapping[str, Array]) -> Array:
-        out = np.empty(self.n_params)
-        for name, (sl, _) in self.slices.items():
-            out[sl] = W[name].ravel()
-        return out
+    def _dense_data(self) -> None:
+        """Stacked inputs and targets, and per-unit gates (sample, width) per layer (None if
+        the whole layer is ungated)."""
+        net, layers = self.net, self.net.layers
+        assert layers is not None
+        self.x0 = np.concatenate([self.x[u] for u in layers[0]], axis=1)
+        self.gate: list[Array | None] = []
+        for layer in layers:
+            if not any(v in self.g for v in layer):
+                self.gate.append(None)
+                continue
+            g = np.concatenate(
+                [
+                    np.broadcast_to(_as_column(self.g[v]), (self.n_samples, net.sizes[v]))
+                    if v in self.g
+                    else np.ones((self.n_samples, net.sizes[v]))
+                    for v in layer
+                ],
+                axis=1,
+            )
+            self.gate.append(g)
+        if self.gate[0] is not None:
+            self.x0 = self.x0 * self.gate[0]
+        self.out_slices = self.layout.offsets[-1]
+
+    def pack(self, weights: Mapping[str, Array]) -> Array:
+        return self.layout.pack(self.net.check_weights(weights))
 
     def unpack(self, theta: Array) -> dict[str, Array]:
-        return {name: theta[sl].reshape(shape) for name, (sl, shape) in self.slices.items()}
+        return self.layout.unpack(theta)
+
+    def _dense_forward(self, mats: list[Array]) -> list[Array]:
+        h = [self.x0]
+        for k, W in enumerate(mats):
+            a = h[-1] @ W.T
+            g = self.gate[k + 1]
+            if g is not None:
+                a *= g
+            h.append(a)
+        return h
+
+    def _outputs(self, h_out: Array) -> dict[str, Array]:
+        return {v: h_out[:, sl] for v, sl in self.out_slices.items()}
+
+    def loss_at(self, theta: Array) -> float:
+        """The mean loss at parameters theta."""
+        if self.layout.dense:
+            h_out = self._dense_forward(self.layout.views(theta))[-1]
+            return self.loss.value(self._outputs(h_out), self.y)
+        return self.loss_value(self.unpack(theta))
 
     def loss_value(self, W: Mapping[str, Array]) -> float:
+        """The mean loss at edge weights W."""
         _, h = self.net._forward(W, self.x, self.g)
         return self.loss.value({v: h[v] for v in self.net.outputs}, self.y)
 
+    def rhs(self, theta: Array) -> Array:
+        """-dL/dtheta."""
+        if not self.layout.dense:
+            return self.layout.pack(self.descent(self.unpack(theta)))
+        mats = self.layout.views(theta)
+        h = self._dense_forward(mats)
+        grads = self.loss.gradient(self._outputs(h[-1]), self.y)
+        delta = -np.concatenate([grads[v] for v in self.out_slices], axis=1)
+        out = np.empty_like(theta)
+        dmats = self.layout.views(out)
+        for k in range(len(mats) - 1, -1, -1):
+            g = self.gate[k + 1]
+            if g is not None:
+                delta *= g
+            np.matmul(delta.T, h[k], out=dmats[k])
+            if k > 0:
+                delta = delta @ mats[k]
+        return out
+
     def descent(self, W: Mapping[str, Array]) -> dict[str, Array]:
-        """-dL/dW_e for every edge."""
+        """-dL/dW_e for every edge (edge by edge; see ``rhs`` for the flat form)."""
         if self.form == "paths":
             return path_gradient(self.net, self.corr, W)
         net, g = self.net, self.g
@@ -146,46 +244,109 @@ class _Problem:
         return out
 
 
+def _can_be_dense(network: Network, gate_names: set[str], form: str) -> bool:
+    """The dense layer-by-layer form applies: layers form, complete layered, no edge gates."""
+    return form == "layers" and network.layers is not None and not gate_names & set(network.edges)
+
+
 def loss_gradient(
     network: Network,
     weights: Mapping[str, Array],
     X: Mapping[str, Array] | Array,
     Y: Mapping[str, Array] | Array,
-    gates: Mapping[str, Array] | None = None,
+    gates: Gates | None = None,
     loss: Loss | None = None,
     form: Literal["layers", "paths"] = "layers",
 ) -> dict[str, Array]:
     """dL/dW_e for every edge (see the module docstring for the two forms)."""
     problem = _Problem(network, X, Y, gates, loss or SquaredError(), form)
-    return {k: -v for k, v in problem.descent(network.check_weights(weights)).items()}
+    return {k: -v for k, v in problem.unpack(problem.rhs(problem.pack(weights))).items()}
 
 
-def _record(
-    problem: _Problem,
+class _Gating:
+    """The problems of a run, one per set of gates of the schedule (built when first needed),
+    sharing one parameter layout."""
+
+    def __init__(
+        self,
+        network: Network,
+        X: Mapping[str, Array] | Array,
+        Y: Mapping[str, Array] | Array,
+        gates: Gates | None,
+        schedule: GateSchedule | None,
+        loss: Loss,
+        form: Literal["layers", "paths"],
+    ) -> None:
+        if gates is not None and schedule is not None:
+            raise ValueError("give constant gates or a gate schedule, not both")
+        self.schedule = schedule or GateSchedule.constant(gates)
+        self.args = (network, X, Y)
+        self.loss, self.form = loss, form
+        names = set().union(*(set(g) for g in self.schedule.gates))
+        self.layout = _Layout(network, _can_be_dense(network, names, form))
+        self._problems: dict[int, _Problem] = {}
+        self.problem(0)  # checks the arguments before any long work
+
+    def problem(self, j: int) -> _Problem:
+        if j not in self._problems:
+            self._problems[j] = _Problem(
+                *self.args, self.schedule.gates[j], self.loss, self.form, self.layout
+            )
+        return self._problems[j]
+
+
+class _Records:
+    """Losses (and weights unless not kept) at the record times, and the callback."""
+
+    def __init__(
+        self, times: Array, layout: _Layout, callback: Callback | None, keep_weights: bool
+    ) -> None:
+        self.times, self.layout, self.callback = times, layout, callback
+        self.loss = np.full(len(times), np.nan)
+        self.weights: list[dict[str, Array]] | None = [] if keep_weights else None
+
+    def __call__(self, k: int, theta: Array, problem: _Problem) -> None:
+        self.loss[k] = problem.loss_at(theta)
+        if self.weights is None and self.callback is None:
+            return
+        W = self.layout.unpack(theta)
+        if self.weights is not None:
+            self.weights.append(W)
+        if self.callback is not None:
+            self.callback(k, float(self.times[k]), W)
+
+    def stacked(self, network: Network) -> dict[str, Array] | None:
+        if self.weights is None:
+            return None
+        return {n: np.stack([w[n] for w in self.weights]) for n in network.edges}
+
+
+def _trajectory(
+    network: Network,
     times: Array,
-    weight_list: Sequence[Mapping[str, Array]],
-    losses: Array,
+    records: _Records,
     method: str,
     tau: float,
     modes: ModeBasis | None,
     attrs: dict[str, str | float | int],
 ) -> Trajectory:
-    net = problem.net
-    weights = {n: np.stack([w[n] for w in weight_list]) for n in net.edges}
+    weights = records.stacked(network)
     mode_strength = edge_strength = None
     if modes is not None:
-        edge_strength, mode_strength = project(net, modes, weights)
+        if weights is None:
+            raise ValueError("mode strengths need the weights: leave with_weights=True")
+        edge_strength, mode_strength = project(network, modes, weights)
     return Trajectory(
         time=np.asarray(times, dtype=np.float64),
-        loss=losses,
+        loss=records.loss,
         method=method,
         tau=tau,
         mode_strength=mode_strength,
         edge_strength=edge_strength,
         weights=weights,
-        paths=tuple(p.name for p in net.paths),
-        edges=tuple(net.edges),
-        network=net,
+        paths=tuple(p.name for p in network.paths) if modes is not None else (),
+        edges=tuple(network.edges),
+        network=network,
         attrs=attrs,
     )
 
@@ -196,7 +357,7 @@ def integrate(
     Y: Mapping[str, Array] | Array,
     initial: Mapping[str, Array],
     times: Sequence[float] | Array,
-    gates: Mapping[str, Array] | None = None,
+    gates: Gates | None = None,
     tau: float = 1.0,
     loss: Loss | None = None,
     form: Literal["layers", "paths"] = "layers",
@@ -204,33 +365,78 @@ def integrate(
     solver: str = "RK45",
     rtol: float = 1e-8,
     atol: float = 1e-10,
+    schedule: GateSchedule | None = None,
+    callback: Callback | None = None,
+    with_weights: bool = True,
 ) -> Trajectory:
-    """Integrate the exact gradient flow tau dW_e/dt = -dL/dW_e with ``scipy.integrate.solve_ivp``.
+    """Integrate the exact gradient flow tau dW_e/dt = -dL/dW_e from ``initial`` at t = 0.
 
     Parameters
     ----------
-    times : increasing times (from 0 or later) at which to record; the flow starts at t = 0
-        from ``initial`` ({edge: (n_target, n_source)}).
-    gates : per-sample node/edge gates (node gates may be per unit), see ``gdln.network``.
+    times : increasing times (from 0 or later) at which to record.
+    initial : {edge: (n_target, n_source)}.
+    gates : per-sample node/edge gates (node gates may be per unit), see ``gdln.network``; or
+    schedule : gates that switch at given times (:class:`gdln.schedule.GateSchedule`); the
+        solver restarts at every switch.
     form : "layers" (back-propagation, any gates) or "paths" (path-sum form, pathway gates).
     modes : a ``ModeBasis``; if given, the trajectory also carries mode strengths
         diag(U_v^T W_p V_u) per path and diag(U^T W_e V) per edge.
-    solver, rtol, atol : a ``solve_ivp`` method (adaptive step size) or "RKC" (gdln.rkc).
+    solver, rtol, atol : a ``scipy.integrate`` method (adaptive step size) or "RKC"
+        (:mod:`gdln.rkc`; second order, for stiff late flows, with rtol around 1e-4).
+    callback : called as ``callback(k, t_k, weights)`` at every record, in order.
+    with_weights : keep the weights at every record in the trajectory (False: loss only, for
+        long runs of wide networks; the callback still sees them).
 
-    Returns a :class:`~gdln.trajectory.Trajectory` with weights, loss and (optionally) modes.
+    Returns a :class:`~gdln.trajectory.Trajectory` with loss, weights and (optionally) modes;
+    ``attrs["nfev"]`` counts the evaluations of the right-hand side.
     """
     times = check_times(times, tau)
-    problem = _Problem(network, X, Y, gates, loss or SquaredError(), form)
-    W0 = network.check_weights(initial)
+    check_solver(solver)
+    gating = _Gating(network, X, Y, gates, schedule, loss or SquaredError(), form)
+    records = _Records(times, gating.layout, callback, with_weights)
+    theta = gating.layout.pack(network.check_weights(initial))
+    owner = np.array([gating.schedule.piece_at(t) for t in times])
+    nfev = 0
+    for j, start, stop in gating.schedule.pieces(float(times[-1])):
+        problem = gating.problem(j)
+        own = np.flatnonzero(owner == j)  # the records that see this piece's gates
+        local = times[own] - start
+        if not own.size or local[-1] < stop - start:
+            local = np.append(local, stop - start)  # carry the state to the next switch
+        end: list[Array] = []
 
-    def rhs(theta: Array) -> Array:
-        return problem.pack(problem.descent(problem.unpack(theta))) / tau
+        def record(
+            i: int,
+            state: Array,
+            problem: _Problem = problem,
+            own: Array = own,
+            end: list = end,
+            last: int = local.size - 1,
+        ) -> None:
+            if i < own.size:
+                records(int(own[i]), state, problem)
+            if i == last:
+                end.append(state.copy())  # the solver may reuse the buffer
 
-    states = solve_flow(rhs, problem.pack(W0), times, solver, rtol, atol)
-    weight_list = [problem.unpack(states[:, k]) for k in range(states.shape[1])]
-    losses = np.array([problem.loss_value(w) for w in weight_list])
-    attrs = {"solver": solver, "rtol": rtol, "atol": atol, "form": form, "loss": problem.loss.name}
-    return _record(problem, times, weight_list, losses, "integrate", tau, modes, attrs)
+        def rhs(theta: Array, problem: _Problem = problem) -> Array:
+            out = problem.rhs(theta)
+            if tau != 1.0:
+                out /= tau
+            return out
+
+        with blas_threads(problem.work):
+            nfev += solve_flow(rhs, theta, local, record, solver, rtol, atol)
+        theta = end[-1]
+    attrs = {
+        "solver": solver,
+        "rtol": rtol,
+        "atol": atol,
+        "form": form,
+        "loss": gating.loss.name,
+        "nfev": nfev,
+        "gate_switches": len(gating.schedule.switch_times),
+    }
+    return _trajectory(network, times, records, "integrate", tau, modes, attrs)
 
 
 def gradient_descent(
@@ -240,36 +446,43 @@ def gradient_descent(
     initial: Mapping[str, Array],
     eta: float,
     n_steps: int,
-    gates: Mapping[str, Array] | None = None,
+    gates: Gates | None = None,
     record_every: int = 1,
     tau: float = 1.0,
     loss: Loss | None = None,
     form: Literal["layers", "paths"] = "layers",
     modes: ModeBasis | None = None,
+    schedule: GateSchedule | None = None,
+    callback: Callback | None = None,
+    with_weights: bool = True,
 ) -> Trajectory:
     """Full-batch gradient descent W <- W - (eta / tau) dL/dW, recorded every ``record_every``
-    steps at t = k eta (the Euler discretisation of ``integrate``'s flow)."""
-    if eta <= 0 or n_steps < 0 or record_every < 1:
-        raise ValueError("need eta > 0, n_steps >= 0 and record_every >= 1")
-    problem = _Problem(network, X, Y, gates, loss or SquaredError(), form)
-    W = {k: v.copy() for k, v in network.check_weights(initial).items()}
-    steps, weight_list = [], []
-    for k in range(n_steps + 1):
-        if k % record_every == 0:
-            steps.append(k)
-            weight_list.append({n: w.copy() for n, w in W.items()})
-        if k == n_steps:
-            break
-        with np.errstate(over="ignore", invalid="ignore"):
-            step = problem.descent(W)
-        for name in W:
-            W[name] += (eta / tau) * step[name]
-        if not all(np.all(np.isfinite(w)) for w in W.values()):
-            raise DivergenceError(
-                f"gradient descent diverged (NaN/inf) at step {k + 1} with eta = {eta}; "
-                "use a smaller step"
-            )
-    losses = np.array([problem.loss_value(w) for w in weight_list])
-    times = eta * np.asarray(steps, dtype=np.float64)
-    attrs = {"eta": eta, "form": form, "loss": problem.loss.name}
-    return _record(problem, times, weight_list, losses, "gradient_descent", tau, modes, attrs)
+    steps at t = k eta (the Euler discretisation of ``integrate``'s flow). With a ``schedule``
+    step k uses the gates in force at t = k eta; ``callback`` and ``with_weights`` as in
+    :func:`integrate`."""
+    if not (eta > 0 and np.isfinite(eta)) or n_steps < 0 or record_every < 1:
+        raise ValueError("need a finite eta > 0, n_steps >= 0 and record_every >= 1")
+    gating = _Gating(network, X, Y, gates, schedule, loss or SquaredError(), form)
+    steps = np.arange(0, n_steps + 1, record_every)
+    times = eta * steps.astype(np.float64)
+    records = _Records(times, gating.layout, callback, with_weights)
+    theta = gating.layout.pack(network.check_weights(initial))
+    step_size = eta / tau
+    record = 0
+    with blas_threads(gating.problem(0).work):
+        for k in range(n_steps + 1):
+            problem = gating.problem(gating.schedule.piece_at(k * eta))
+            with np.errstate(over="ignore", invalid="ignore"):
+                if k % record_every == 0:
+                    records(record, theta, problem)
+                    record += 1
+                if k == n_steps:
+                    break
+                theta += step_size * problem.rhs(theta)
+            if not np.all(np.isfinite(theta)):
+                raise DivergenceError(
+                    f"gradient descent diverged (NaN/inf) at step {k + 1} with eta = {eta}; "
+                    "use a smaller step"
+                )
+    attrs = {"eta": eta, "form": form, "loss": gating.loss.name}
+    return _trajectory(network, times, records, "gradient_descent", tau, modes, attrs)

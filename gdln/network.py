@@ -18,8 +18,10 @@ node computes h_v = sum_{p ending at v} g_p W_p x_{s(p)}.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -102,14 +104,46 @@ class Network:
             self.edges[str(name)] = Edge(str(name), source, target)
         if not self.edges:
             raise GraphError("a network needs at least one edge")
+        self._incoming: dict[str, list[Edge]] = {v: [] for v in self.sizes}
+        self._outgoing: dict[str, list[Edge]] = {v: [] for v in self.sizes}
+        for e in self.edges.values():
+            self._incoming[e.target].append(e)
+            self._outgoing[e.source].append(e)
         self.order: tuple[str, ...] = self._topological_order()
-        self.inputs: tuple[str, ...] = tuple(
-            v for v in self.order if not any(e.target == v for e in self.edges.values())
+        self.inputs: tuple[str, ...] = tuple(v for v in self.order if not self._incoming[v])
+        self.outputs: tuple[str, ...] = tuple(v for v in self.order if not self._outgoing[v])
+
+    @cached_property
+    def paths(self) -> tuple[Path, ...]:
+        """Every input-to-output path, enumerated on first use only: a wide layered graph has
+        as many paths as products of its layer sizes, and nothing that works layer by layer
+        (``forward``, ``effective_map``, ``integrate(form="layers")``) needs them."""
+        return self._enumerate_paths()
+
+    @cached_property
+    def layers(self) -> tuple[tuple[str, ...], ...] | None:
+        """The nodes layer by layer if the graph is *complete layered*, else None.
+
+        Complete layered: the input nodes form layer 0, every edge runs from a node of layer k
+        to a node of layer k + 1, every pair of nodes in consecutive layers has exactly one
+        edge, and the last layer holds exactly the output nodes. A chain is one (one node per
+        layer); so is the ReLN of an MLP whose hidden units are grouped into nodes. Such a
+        network is a plain MLP in disguise: stacking each layer's nodes gives dense layer
+        weights, and its node gates become per-unit gates (``gdln.dynamics`` uses this).
+        """
+        depth: dict[str, int] = {}
+        for v in self.order:
+            depth[v] = 1 + max((depth[e.source] for e in self._incoming[v]), default=-1)
+        n_layers = max(depth.values()) + 1
+        layers = tuple(tuple(v for v in self.order if depth[v] == k) for k in range(n_layers))
+        pairs = {(e.source, e.target) for e in self.edges.values()}
+        complete = (
+            all(depth[e.target] == depth[e.source] + 1 for e in self.edges.values())
+            and len(pairs) == len(self.edges)
+            and len(self.edges) == sum(len(a) * len(b) for a, b in itertools.pairwise(layers))
+            and set(layers[-1]) == set(self.outputs)
         )
-        self.outputs: tuple[str, ...] = tuple(
-            v for v in self.order if not any(e.source == v for e in self.edges.values())
-        )
-        self.paths: tuple[Path, ...] = self._enumerate_paths()
+        return layers if complete else None
 
     def _topological_order(self) -> tuple[str, ...]:
         indegree = {v: 0 for v in self.sizes}
@@ -120,11 +154,10 @@ class Network:
         while ready:
             v = ready.pop(0)
             order.append(v)
-            for e in self.edges.values():
-                if e.source == v:
-                    indegree[e.target] -= 1
-                    if indegree[e.target] == 0:
-                        ready.append(e.target)
+            for e in self._outgoing[v]:
+                indegree[e.target] -= 1
+                if indegree[e.target] == 0:
+                    ready.append(e.target)
         if len(order) < len(self.sizes):
             stuck = sorted(v for v, d in indegree.items() if d > 0)
             raise GraphError(f"the graph has a cycle through nodes {stuck}; a GDLN must be acyclic")
@@ -138,16 +171,20 @@ class Network:
             if last in self.outputs:
                 found.append(Path(edges, nodes))
                 return
-            for e in self.edges.values():
-                if e.source == last:
-                    extend((*edges, e.name), (*nodes, e.target))
+            for e in self._outgoing[last]:
+                extend((*edges, e.name), (*nodes, e.target))
 
         for u in self.inputs:
             extend((), (u,))
         return tuple(found)
 
     def incoming(self, node: str) -> list[Edge]:
-        return [e for e in self.edges.values() if e.target == node]
+        """The edges that end at ``node``."""
+        return self._incoming[node]
+
+    def outgoing(self, node: str) -> list[Edge]:
+        """The edges that leave ``node``."""
+        return self._outgoing[node]
 
     def weight_shape(self, edge: str) -> tuple[int, int]:
         e = self.edges[edge]
@@ -173,6 +210,8 @@ class Network:
                     f"weight of edge {name!r} has shape {w.shape}, expected "
                     f"{self.weight_shape(name)} (target size, source size)"
                 )
+            if not np.all(np.isfinite(w)):
+                raise ValueError(f"weight of edge {name!r} holds NaN or inf")
             out[name] = w
         return out
 
@@ -197,6 +236,8 @@ class Network:
                 )
             if n_samples is not None and a.shape[0] != n_samples:
                 raise ShapeError(f"{what}: nodes disagree on the number of samples")
+            if not np.all(np.isfinite(a)):
+                raise ValueError(f"{what} for node {v!r} hold NaN or inf")
             n_samples = a.shape[0]
             out[v] = a
         return out

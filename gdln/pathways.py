@@ -31,8 +31,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from gdln.correlations import gated_correlations
-from gdln.dynamics import solve_flow
 from gdln.network import Array, GraphError, Network
+from gdln.ode import solve_flow
+from gdln.threads import blas_threads
 from gdln.trajectory import Trajectory, check_times
 
 
@@ -202,19 +203,28 @@ def pathway_flow(
     ``with_weights`` is False)."""
     times = check_times(times, tau)
     system = _Pathways(network, X, Y, gates, initial)
-    states = solve_flow(lambda th: system.rhs(th) / tau, system.theta0, times, solver, rtol, atol)
+    losses = np.empty(len(times))
+    per_time: list[dict[str, Array]] = []
+
+    def record(k: int, state: Array) -> None:
+        losses[k] = system.loss(state[:, None])[0]
+        if with_weights:
+            per_time.append(system.weights(state))
+
+    with blas_threads(system.d.size * system.shape_a[1] * system.shape_b[0]):
+        nfev = solve_flow(
+            lambda th: system.rhs(th) / tau, system.theta0, times, record, solver, rtol, atol
+        )
     weights = None
     if with_weights:
-        per_time = [system.weights(states[:, k]) for k in range(states.shape[1])]
         weights = {n: np.stack([w[n] for w in per_time]) for n in network.edges}
     return Trajectory(
         time=times,
-        loss=system.loss(states),
+        loss=losses,
         method="pathway_flow",
         tau=tau,
         weights=weights,
-        paths=tuple(p.name for p in network.paths),
         edges=tuple(network.edges),
         network=network,
-        attrs={"solver": solver, "rtol": rtol, "atol": atol, "form": "pathways"},
+        attrs={"solver": solver, "rtol": rtol, "atol": atol, "form": "pathways", "nfev": nfev},
     )

@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from scipy.linalg.blas import daxpy as axpy
+from scipy.linalg.blas import dnrm2 as nrm2
 
 Array = np.ndarray
 
@@ -38,9 +40,10 @@ _EPS = 2.0 / 13.0
 
 @dataclass(frozen=True)
 class RKCResult:
-    """States at the requested times, (n, time), and the number of F evaluations."""
+    """States at the requested times, (n, time) (None when they went to ``record``), and the
+    number of F evaluations."""
 
-    y: Array
+    y: Array | None
     nfev: int
 
 
@@ -77,14 +80,24 @@ def rkc(
     atol: float = 1e-10,
     max_stages: int = 200,
     rho_every: int = 25,
+    record: Callable[[int, Array], None] | None = None,
 ) -> RKCResult:
     """Integrate the autonomous system dy/dt = fun(y) from t = 0 to ``t_end`` and return y at
-    ``t_eval`` (increasing, within [0, t_end]). Step size from the error estimate (weighted RMS
-    norm with ``rtol``, ``atol``); stage count from the spectral radius, re-estimated every
+    ``t_eval`` (increasing, within [0, t_end]), or hand y at ``t_eval[k]`` to ``record(k, y)``
+    as soon as it is known (nothing is stored; y may be a work buffer that is overwritten
+    later, so ``record`` copies what it keeps). Step size from the error estimate (weighted
+    RMS norm with ``rtol``, ``atol``); stage count from the spectral radius, re-estimated every
     ``rho_every`` steps. Raises FloatingPointError on non-finite values or a vanishing step."""
     y = np.array(y0, dtype=np.float64)
     t_eval = np.asarray(t_eval, dtype=np.float64)
-    out = np.empty((y.size, t_eval.size))
+    out = np.empty((y.size, t_eval.size)) if record is None else None
+
+    def keep(k: int, value: Array) -> None:
+        if out is None:
+            record(k, value)
+        else:
+            out[:, k] = value
+
     nfev = 0
 
     def F(v: Array) -> Array:
@@ -113,9 +126,11 @@ def rkc(
     rho, v = spectral_radius(y, f, v)
     scale = atol + rtol * np.abs(y)
     h = min(t_end, 0.1 * np.sqrt(y.size) / max(np.linalg.norm(f / scale), 1e-300))
+    pool = [np.empty_like(y) for _ in range(3)]
+    est, work = np.empty_like(y), np.empty_like(y)
     t, k_eval, n_steps = 0.0, 0, 0
     while k_eval < t_eval.size and t_eval[k_eval] <= t:
-        out[:, k_eval] = y
+        keep(k_eval, y)
         k_eval += 1
     while t < t_end:
         h = min(h, t_end - t)
@@ -128,17 +143,31 @@ def rkc(
             s = max_stages
             h = (s**2 - 1.0) / (1.54 * rho)
         mu, nu, mu_t, gamma_t, mu_t1 = _coefficients(s)
-        prev, cur = y, y + mu_t1 * h * f
+        # stages in three preallocated buffers, updated in place (the state may be large:
+        # fresh temporaries per operation would cost more than the flow's own evaluations)
+        prev, cur = y, pool[0]
+        np.multiply(f, mu_t1 * h, out=cur)
+        cur += y
         for j in range(2, s + 1):
-            nxt = (1 - mu[j] - nu[j]) * y + mu[j] * cur + nu[j] * prev
-            nxt += mu_t[j] * h * F(cur) + gamma_t[j] * h * f
+            nxt = next(b for b in pool if b is not prev and b is not cur)
+            np.multiply(y, 1 - mu[j] - nu[j], out=nxt)
+            axpy(cur, nxt, a=mu[j])
+            axpy(prev, nxt, a=nu[j])
+            axpy(F(cur), nxt, a=mu_t[j] * h)
+            axpy(f, nxt, a=gamma_t[j] * h)
             prev, cur = cur, nxt
         f_new = F(cur)
-        if not (np.all(np.isfinite(cur)) and np.all(np.isfinite(f_new))):
+        np.subtract(y, cur, out=est)  # est = (12 (y - cur) + 6 h (f + f_new)) / 15
+        axpy(f, est, a=0.5 * h)
+        axpy(f_new, est, a=0.5 * h)
+        np.abs(y, out=scale)
+        np.maximum(scale, np.abs(cur, out=work), out=scale)
+        scale *= rtol
+        scale += atol
+        est /= scale
+        err = 0.8 * float(nrm2(est)) / np.sqrt(y.size)
+        if not np.isfinite(err):
             raise FloatingPointError(f"RKC produced NaN or inf at t = {t:.6g}")
-        est = (12.0 * (y - cur) + 6.0 * h * (f + f_new)) / 15.0
-        scale = atol + rtol * np.maximum(np.abs(y), np.abs(cur))
-        err = float(np.sqrt(np.mean((est / scale) ** 2)))
         if err > 1.0:  # reject
             h *= max(0.1, 0.8 / err ** (1.0 / 3.0))
             if h < 1e-12 * max(t_end, 1.0):
@@ -149,8 +178,13 @@ def rkc(
             x = (t_eval[k_eval] - t) / h  # cubic Hermite on [t, t + h]
             h00, h10 = 2 * x**3 - 3 * x**2 + 1, x**3 - 2 * x**2 + x
             h01, h11 = -2 * x**3 + 3 * x**2, x**3 - x**2
-            out[:, k_eval] = h00 * y + h10 * h * f + h01 * cur + h11 * h * f_new
+            np.multiply(y, h00, out=work)
+            axpy(f, work, a=h10 * h)
+            axpy(cur, work, a=h01)
+            axpy(f_new, work, a=h11 * h)
+            keep(k_eval, work)
             k_eval += 1
+        pool[next(i for i, b in enumerate(pool) if b is cur)] = y  # old state: a stage buffer
         t, y, f = t_new, cur, f_new
         n_steps += 1
         if n_steps % rho_every == 0:

@@ -1,27 +1,28 @@
 """relu_lens: measure real ReLU networks (experiment side; torch).
 
-Public API (imported lazily, so ``relu_lens.tasks`` and ``relu_lens.data`` stay torch-free):
+Public API:
 
 - :func:`effective_weights` -- exact per-sample W_eff(x), b_eff(x) (``relu_lens.effective``)
 - :func:`activation_patterns` -- the gates D_l(x) per hidden layer (``relu_lens.gates``)
+- :func:`read_mlp`, :class:`MLPArrays`, :class:`ArrayRecorder` -- a bias-free MLP's layer
+  weights and per-sample gates as numpy arrays, at one snapshot or over training
+  (``relu_lens.arrays``): what crosses to the theory side (``gdln.ReLN.from_gates``)
+
+``relu_lens`` never imports ``gdln``; studies join the two.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from relu_lens.arrays import ArrayRecorder, MLPArrays, read_mlp
+from relu_lens.effective import EffectiveMap, UnsupportedModuleError, effective_weights
+from relu_lens.gates import activation_patterns
 
-_LAZY = {
-    "effective_weights": "relu_lens.effective",
-    "EffectiveMap": "relu_lens.effective",
-    "UnsupportedModuleError": "relu_lens.effective",
-    "activation_patterns": "relu_lens.gates",
-}
-
-__all__ = sorted(_LAZY)
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'relu_lens' has no attribute {name!r}")
+__all__ = [
+    "ArrayRecorder",
+    "EffectiveMap",
+    "MLPArrays",
+    "UnsupportedModuleError",
+    "activation_patterns",
+    "effective_weights",
+    "read_mlp",
+]

@@ -120,9 +120,9 @@ def alignment_cell(n: int, mu_target: float, **settings: Any) -> xr.Dataset:
     Dataset with dims (seed, init, snapshot); see :func:`run` for the variables."""
     import torch
 
+    from gdln.tasks import separable_binary
     from relu_lens import alignment as al
     from relu_lens import two_layer as tl
-    from relu_lens.tasks import separable_binary
 
     cfg = settings
     seeds = cfg["seed"] + np.arange(cfg["seeds"])

@@ -3,58 +3,58 @@
 Jarvis, Klein, Rosman & Saxe (ICLR 2025) show that a ReLU network trained on a multi-context
 task behaves like a gated deep linear network (GDLN; Saxe, Sodhani & Lewallen, ICML 2022) whose
 gates switch pathways on per context: a ReLN. This study reads the gates of the ReLU network
-automatically, builds the ReLN and predicts the ReLU network's learning with nothing fitted to
-the ReLU run.
+(``relu_lens.read_mlp``), builds its twin with the library (``gdln.ReLN.from_gates``) and
+predicts the ReLU network's learning with nothing fitted to the ReLU run.
 
-Experiment (``relu_lens``): the task of :mod:`relu_lens.context_task` (8 objects, 15 tree
-features, C contexts); a bias-free ReLU MLP 11 -> 700 -> 60 (init N(0, (0.005/700)^2), 8,000
-steps) or 11 -> 420 -> 420 -> 60 (init N(0, 6e-4^2), 30,000 steps), float64, full-batch
-gradient descent with lr 1e-3 on the summed loss (1/2) sum_i ||y_i - f(x_i)||^2 (the published
-settings, REFERENCE.md section 3).
+Experiment (``relu_lens``): the task of :mod:`gdln.context_task` (8 objects, 15 tree features,
+C contexts); a bias-free ReLU MLP 11 -> 700 -> 60 (init N(0, (0.005/700)^2), 8,000 steps),
+11 -> 420 -> 420 -> 60 (init N(0, 6e-4^2), 30,000 steps) or, beyond the paper, three hidden
+layers (by default 420 units each, init N(0, 5e-3^2), 30,000 steps), float64, full-batch gradient
+descent with lr 1e-3 on the summed loss (1/2) sum_i ||y_i - f(x_i)||^2 (the published settings).
 
-Clock (DESIGN.md): mean loss L = (1/2P) sum_i ||y_i - f(x_i)||^2, t = k eta. The summed loss is
-P L, and lr on the summed loss equals the step eta = P lr on the mean loss, so step k sits at
-t = k P lr. ``loss_*`` variables are mean losses; multiply by ``n_samples`` = P = 8C for the
-published (summed) numbers (attrs ``clock`` and ``lr_summed``).
+Clock: mean loss L = (1/2P) sum_i ||y_i - f(x_i)||^2, t = k eta. The summed loss is P L, and lr
+on the summed loss equals the step eta = P lr on the mean loss, so step k sits at t = k P lr.
+``loss_*`` variables are mean losses; multiply by ``n_samples`` = P = 8C for the published
+(summed) numbers (attrs ``clock`` and ``lr_summed``).
 
-Gates (:mod:`relu_lens.gate_groups`): at the last snapshot, every live hidden unit of layer l is
-put in the group of the contexts in which it is active. The ReLN has one hidden node per group
-and layer, of as many units as the group, with node gate g(x) = 1[context(x) in the group's
-set]; in depth 2 every layer-1 node connects to every layer-2 node, so a path through groups
-(a, b) is gated by 1[c in S_a and c in S_b]. Its initial weights are the ReLU network's own
-initial weights restricted to the group's units (W_1[units_a, :], W_2[units_b, units_a], ...):
-the same init statistics, nothing tuned.
+The twin (:mod:`gdln.twin`, grouping rule in :mod:`gdln.groups`): at the last snapshot, every
+live hidden unit of layer l is put in the group of the contexts in which it is active; one node
+per group and layer, node gate g(x) = 1[context(x) in the group's set], edges between all
+groups of consecutive layers, so a path through groups (a, b, ...) is open in context c only
+if every group's set holds c. Its initial weights are the ReLU network's own initial weights
+restricted to the groups' units: the same init statistics, nothing tuned.
 
 Theory variants:
 
-- ``integrate`` (always): the exact gradient flow of the ReLN, ``gdln.integrate``;
+- ``integrate`` (always): the exact gradient flow of the ReLN, ``gdln.integrate`` (solver
+  ``solver`` at ``rtol``; the default RKC at 1e-4 stays within 0.4% (relative L2 of the loss
+  curve) of an rtol-1e-8 solution on the depth-2 net);
 - ``reduced``: the neural-race reduction ``gdln.reduce`` from the aligned init whose mode
-  strengths have the variance of the ReLU init (B_e = std_e sqrt(n_e / 2) per edge,
-  n_e the number of units at the edge's hidden end: the growing part of a random
-  start), used only where ``gdln.shared_modes`` finds the gated correlations mutually
-  diagonalisable (relative residual <= ``reduce_tol``); otherwise NaN, with the measured
-  residual in ``reduction_residual``. On this task the object-context cross-correlations of
-  the inputs keep the residual near 0.4, so the reduction does not apply and is reported so.
+  strengths have the variance of the ReLU init (B_e = std_e sqrt(n_e / 2) per edge, n_e the
+  number of units at the edge's hidden end), used only where ``gdln.shared_modes`` finds the
+  gated correlations mutually diagonalisable (relative residual <= ``reduce_tol``); otherwise
+  NaN, with the measured residual in ``reduction_residual`` (NaN too when the twin has more
+  than ``reduce_max_paths`` pathways: the check needs every pair of pathway correlations). On
+  this task the object-context cross-correlations keep the residual near 0.4.
 - ``aligned`` (one hidden layer): the exact flow of the ReLN from the silent-alignment start
-  (each pathway in its own singular vectors of Sigma_yx(p), strength n_p std^2 / 2 from the
-  ReLU init statistics), ``gdln.pathway_flow`` on the hidden nodes cut to the pathways' mode
-  counts (exact for that start). It needs no shared basis, so it works with and without the
-  published context scaling, and it is the fast prediction (``benchmarks/reln_speed.py``).
-  At depth 2 the pathways share edges and it is NaN.
+  (``ReLN.aligned_start``: each pathway in its own singular vectors of Sigma_yx(p), strength
+  n_p std^2 / 2 from the ReLU init statistics), ``gdln.pathway_flow`` on the hidden nodes cut to
+  the pathways' mode counts (exact for that start): the fast prediction
+  (``benchmarks/reln_speed.py``). With more hidden layers pathways share edges and it is NaN.
 - ``scheduled`` (depths in ``schedule_depths``): the same ReLN with node gates read from the
-  ReLU snapshots over time, g_v(x, t) = fraction of node v's units active on x at the last
-  snapshot before t (soft gates in [0, 1]; the published depth-2 ReLN switched its context
-  pathways on by hand instead).
-- ``settled``: the GDLN with the per-unit gates of the ReLU net frozen at snapshot k, from the
-  ReLU net's initial weights (gate settling: when do gates stop mattering?).
+  ReLU snapshots over time (``ReLN.gates_from``: the fraction of node v's units active on x at
+  snapshot k, held from t_k until the next snapshot; ``gdln.GateSchedule``).
+- ``settled``: the frozen-gate twin (``ReLN.from_gates`` without a partition: per-unit gates)
+  with the gates of snapshot k, from the ReLU net's initial weights (gate settling: when do
+  gates stop mattering?).
 
 Comparisons (dims ``time``, ``context_count``, ``depth``, ``seed``): losses, relative L2 error
 of the loss curves ||a - b|| / ||b|| on the shared time grid, the same on log10 of the losses,
-singular values of every pathway's product W_out[:, b] ... W_in[a, :] in the ReLU net against
-those of the ReLN's pathway weight W_p(t), linear CKA of hidden activity (ReLU vs ReLN), and
-the ReLU W_eff(x, t) per data point against the ReLN's map sum_p g_p(x) W_p(t). Census of
-groups over training and the mixed-selectivity index (strong units active in more than one but
-not all contexts), per layer.
+singular values of the ``n_pathways`` strongest pathways (by the ReLU net's final top singular
+value) of the ReLU net, W_out[:, b] ... W_in[a, :], and of the ReLN's W_p(t), linear CKA of
+hidden activity (ReLU vs ReLN), and the ReLU W_eff(x, t) per data point against the ReLN's map
+sum_p g_p(x) W_p(t). Census of groups over training and the mixed-selectivity index (strong
+units active in more than one but not all contexts), per layer.
 
 The grid (context_count x depth x seed) runs on dask.distributed via :mod:`studies.sweep`
 (resumable; one cell per run).
@@ -63,9 +63,7 @@ The grid (context_count x depth x seed) runs on dask.distributed via :mod:`studi
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import time as _time
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -75,8 +73,8 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 import gdln
-from relu_lens import gate_groups as gg
-from relu_lens.context_task import context_task, published_context_scale
+from gdln import groups as gg
+from gdln.context_task import context_task, published_context_scale
 from studies import io
 from studies.sweep import SweepResult, cache_dir, run_sweep
 
@@ -85,6 +83,9 @@ NAME = "contexts"
 _GRID_FIELDS = {"contexts", "depths", "seeds", "seed"}
 _NOT_CELL = _GRID_FIELDS | {"scheduler", "workers", "processes", "cache_dir"}
 Array = np.ndarray
+DEPTHS = (1, 2, 3)
+#: a ReLU net whose final loss is not below this fraction of its initial loss has not learned
+LEARNED_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -93,12 +94,18 @@ class Config:
 
     Attributes:
         contexts: context counts C (grid dim ``context_count``).
-        depths: numbers of hidden layers, 1 and/or 2 (grid dim ``depth``).
+        depths: numbers of hidden layers, 1, 2 and/or 3 (grid dim ``depth``).
         seeds: runs per cell, seeds ``seed`` .. ``seed + seeds - 1`` (grid dim ``seed``).
         context_scaling: "none" (plain one-hot) or "published" (1.1 at C = 4, 1.35 at C = 5).
         different_structure: the task variant whose contexts permute the objects.
         width_1, init_std_1, steps_1: the one-hidden-layer net (published 700, 0.005/700, 8000).
         width_2, init_std_2, steps_2: the two-hidden-layer net (published 420, 6e-4, 30000).
+        width_3, init_std_3, steps_3: the three-hidden-layer net (not in the paper): the
+            depth-2 width and steps; its init std is larger, since from 6e-4 the net stays at
+            its initial loss for all 30,000 steps (summed loss 96.0 throughout, C = 3; 2e-3
+            leaves only for the global-mean plateau, 66, by the end; 5e-3 learns the whole
+            staircase down to 0.003). A cell whose ReLU net does not learn is flagged
+            (``relu_learned``) and its comparisons are NaN.
         lr_summed: gradient-descent learning rate on the summed loss (published 1e-3).
         n_times: records on a linear grid from step 0 to the last step (shared time grid).
         n_settle: snapshots k from which frozen per-unit gates are taken (0: skip).
@@ -107,13 +114,15 @@ class Config:
         settle_depths: depths at which gate settling runs (it costs n_settle integrations of
             the full per-unit network).
         n_sv: singular values kept per pathway.
-        n_pathways: pathways kept in the combined Dataset's ``sv_*`` variables (the strongest
-            by the ReLU net's final top singular value; a depth-2 ReLN at C = 5 has ~600).
-        active_threshold, strength_fraction: the census filter (see relu_lens.gate_groups).
+        n_pathways: pathways whose singular values are followed (the strongest by the ReLU
+            net's final top singular value; a depth-2 ReLN at C = 5 has ~600).
+        active_threshold, strength_fraction: the census filter (see gdln.groups).
         reln_strength_fraction: strength filter for ReLN membership (0: every live unit).
         reduce_tol: largest diagonalisation residual for which the reduction is used.
-        rtol: relative tolerance of the ODE solver (absolute tolerance 1e-6 x init std).
-        rtol_aligned: the same for the ``aligned`` variant (second-order RKC solver).
+        reduce_max_paths: largest number of ReLN pathways for which the reduction is tried.
+        solver, rtol: ODE solver and relative tolerance of the ``integrate``, ``scheduled`` and
+            ``settled`` flows (absolute tolerance 1e-6 x init std).
+        rtol_aligned: relative tolerance of the ``aligned`` variant (RKC).
         scheduler, workers, processes, cache_dir: the sweep runner (studies.sweep).
     """
 
@@ -129,6 +138,9 @@ class Config:
     width_2: int = 420
     init_std_2: float = 6e-4
     steps_2: int = 30000
+    width_3: int = 420
+    init_std_3: float = 5e-3
+    steps_3: int = 30000
     lr_summed: float = 1e-3
     n_times: int = 301
     n_settle: int = 5
@@ -140,7 +152,9 @@ class Config:
     strength_fraction: float = gg.DEFAULT_STRENGTH_FRACTION
     reln_strength_fraction: float = 0.0
     reduce_tol: float = 1e-6
-    rtol: float = 1e-6
+    reduce_max_paths: int = 1024
+    solver: str = "RKC"
+    rtol: float = 1e-4
     rtol_aligned: float = 1e-4
     scheduler: str | None = None
     workers: int = 2
@@ -150,8 +164,8 @@ class Config:
     def __post_init__(self) -> None:
         if not self.contexts or min(self.contexts) < 2:
             raise ValueError(f"contexts must all be >= 2, got {self.contexts}")
-        if not self.depths or not set(self.depths) <= {1, 2}:
-            raise ValueError(f"depths must be 1 and/or 2, got {self.depths}")
+        if not self.depths or not set(self.depths) <= set(DEPTHS):
+            raise ValueError(f"depths must be among {DEPTHS}, got {self.depths}")
         counts = (self.n_sv, self.n_pathways)
         if self.seeds < 1 or self.n_times < 3 or self.n_settle < 0 or min(counts) < 1:
             raise ValueError(
@@ -161,10 +175,14 @@ class Config:
             raise ValueError(
                 f"context_scaling must be 'none' or 'published', not {self.context_scaling!r}"
             )
-        if min(self.width_1, self.width_2, self.steps_1, self.steps_2) < 1:
+        if min(getattr(self, f"{k}_{d}") for k in ("width", "steps") for d in DEPTHS) < 1:
             raise ValueError("widths and steps must be positive")
-        if min(self.init_std_1, self.init_std_2, self.lr_summed, self.rtol, self.rtol_aligned) <= 0:
-            raise ValueError("init stds, lr_summed and the rtols must be positive")
+        positive = [getattr(self, f"init_std_{d}") for d in DEPTHS]
+        positive += [self.lr_summed, self.rtol, self.rtol_aligned]
+        if not all(np.isfinite(v) and v > 0 for v in positive):
+            raise ValueError("init stds, lr_summed and the rtols must be positive and finite")
+        if self.solver not in gdln.ode.SOLVERS:
+            raise ValueError(f"solver must be one of {list(gdln.ode.SOLVERS)}, got {self.solver!r}")
 
 
 PRESETS = {
@@ -204,196 +222,24 @@ def linear_cka(H1: Array, H2: Array) -> float:
     return float(np.sum(K1 * K2) / denom) if denom > 0 else np.nan
 
 
-# ----------------------------------------------------------------------------- the ReLN
-
-
-@dataclass(frozen=True)
-class ReLN:
-    """A ReLN: the GDLN, its node gates, and the ReLU units behind every hidden node.
-
-    Attributes:
-        network: nodes ``x``, ``y`` and ``h{layer}_{group}``; edges ``in_a`` (x -> layer-1 node
-            a), ``mid_a_b`` (layer 1 a -> layer 2 b), ``out_b`` (last layer b -> y).
-        gates: {node: (sample,)} node gates 1[context in the group's set].
-        units: {node: ReLU unit indices of that node's layer}.
-        pathways: (pathway,) labels, e.g. "{1,2}" or "{1,2}>{1,2,3}", one per network path.
-    """
-
-    network: gdln.Network
-    gates: dict[str, Array]
-    units: dict[str, Array]
-    pathways: tuple[str, ...]
-
-
-def build_reln(
-    groups: list[gg.GateGroups], context: Array, n_in: int, n_out: int, n_contexts: int
-) -> ReLN:
-    """One hidden node per (layer, group) with node gates from the group's context set."""
-    nodes: dict[str, int] = {"x": n_in, "y": n_out}
-    edges: dict[str, tuple[str, str]] = {}
-    gates: dict[str, Array] = {}
-    units: dict[str, Array] = {}
-    layer_nodes: list[list[str]] = []
-    for layer, g in enumerate(groups):
-        names = []
-        node_gates = g.node_gates(context)
-        for k in range(g.n_groups):
-            name = f"h{layer + 1}_{k}"
-            nodes[name] = int(g.sizes()[k])
-            gates[name] = node_gates[:, k]
-            units[name] = g.members(k)
-            names.append(name)
-        if not names:
-            raise ValueError(f"hidden layer {layer + 1} has no unit in any group")
-        layer_nodes.append(names)
-    for a in layer_nodes[0]:
-        edges[f"in_{a}"] = ("x", a)
-    for lower, upper in itertools.pairwise(layer_nodes):
-        for a in lower:
-            for b in upper:
-                edges[f"mid_{a}_{b}"] = (a, b)
-    for b in layer_nodes[-1]:
-        edges[f"out_{b}"] = (b, "y")
-    network = gdln.Network(nodes, edges)
-
-    def label(node: str) -> str:
-        layer, k = (int(s) for s in node[1:].split("_"))
-        mask = int(gg.subset_mask(groups[layer - 1].group_contexts[k]))
-        return gg.subset_label(mask, n_contexts)
-
-    pathways = tuple(">".join(label(v) for v in p.nodes[1:-1]) for p in network.paths)
-    return ReLN(network, gates, units, pathways)
-
-
-def reln_weights(reln: ReLN, weights: list[Array]) -> dict[str, Array]:
-    """The ReLN's edge weights cut from the ReLU net's layer weights [W_1, ..., W_L]:
-    W_in_a = W_1[units_a], W_mid_a_b = W_2[units_b][:, units_a], W_out_b = W_L[:, units_b]."""
-    out = {}
-    for name, edge in reln.network.edges.items():
-        if edge.source == "x":
-            out[name] = weights[0][reln.units[edge.target]]
-        elif edge.target == "y":
-            out[name] = weights[-1][:, reln.units[edge.source]]
-        else:
-            out[name] = weights[1][np.ix_(reln.units[edge.target], reln.units[edge.source])]
-    return out
-
-
-def path_products(network: gdln.Network, W: Mapping[str, Array]) -> list[Array]:
-    """W_p = product of the edge weights along every path, (n_out, n_in) each."""
-    return [network.path_weight(W, p) for p in network.paths]
-
-
-def unit_gate_network(n_in: int, widths: tuple[int, ...], n_out: int) -> gdln.Network:
-    """The GDLN chain x -> h1 -> ... -> y of a ReLU MLP, to be gated per unit by its
-    activation pattern: h_l = D_l(x) W_l h_{l-1} (Saxe et al. 2022 with diagonal node gates)."""
-    return gdln.chain([n_in, *widths, n_out])
-
-
-def flow(
-    network: gdln.Network,
-    X: Array,
-    Y: Array,
-    initial: Mapping[str, Array],
-    times: Array,
-    gates: Mapping[str, Array],
-    rtol: float,
-    atol: float,
-    visit: Callable[[int, dict[str, Array]], None] | None = None,
-    chunk: int = 50,
-) -> Array:
-    """Mean loss of ``gdln.integrate``'s gradient flow at ``times`` (starting at 0), integrated
-    in chunks of ``chunk`` records so that only one chunk of weights is held; ``visit(k, W)`` is
-    called with the weights at every record k."""
-    losses = np.empty(len(times))
-    W = dict(initial)
-    t_start = 0.0
-    for idx in np.array_split(np.arange(len(times)), max(1, int(np.ceil(len(times) / chunk)))):
-        traj = gdln.integrate(
-            network, X, Y, W, times[idx] - t_start, gates=gates, rtol=rtol, atol=atol
-        )
-        losses[idx] = traj.loss
-        if visit is not None:
-            for j, k in enumerate(idx):
-                visit(int(k), traj.weights_at(j))
-        W = traj.weights_at(len(idx) - 1)
-        t_start = float(times[idx[-1]])
-    return losses
-
-
-def aligned_scale(network: gdln.Network, stds: Mapping[str, float]) -> dict[str, float]:
-    """Mode strength B_e(0) of the aligned start with the statistics of a random start:
-    B_e = std_e sqrt(n_e / 2), n_e the size of the edge's hidden end (the larger one for a
-    hidden-to-hidden edge). For one hidden layer this gives the product B_in B_out = n std^2 / 2
-    = E||v + w||^2 / 4 of the growing balanced part of a random start (v = W_out^T a,
-    w = W_in b; Saxe, McClelland & Ganguli 2014, silent alignment)."""
+def aligned_scale(network: gdln.Network, std: float) -> dict[str, float]:
+    """Mode strength B_e(0) of the aligned start with the statistics of a random start of
+    standard deviation ``std``: B_e = std sqrt(n_e / 2), n_e the size of the edge's hidden end
+    (the larger one for a hidden-to-hidden edge); for one hidden layer B_in B_out = n std^2 / 2,
+    as in ``gdln.ReLN.aligned_start``."""
     out = {}
     for name, e in network.edges.items():
         hidden = [network.sizes[v] for v in (e.source, e.target) if v not in ("x", "y")]
-        out[name] = stds[name] * np.sqrt(max(hidden) / 2.0)
+        out[name] = std * np.sqrt(max(hidden) / 2.0)
     return out
 
 
-def soft_node_gates(reln: ReLN, acts: list[Array]) -> dict[str, Array]:
-    """g_v(x) = fraction of node v's ReLU units active on x, from the hidden activities
-    [(sample, width)] of one snapshot: a node gate in [0, 1] per sample."""
-    out = {}
-    for v, units in reln.units.items():
-        layer = int(v[1:].split("_")[0]) - 1
-        out[v] = (acts[layer][:, units] > 0).mean(axis=1)
-    return out
-
-
-def scheduled_flow(
-    network: gdln.Network,
-    X: Array,
-    Y: Array,
-    initial: Mapping[str, Array],
-    times: Array,
-    schedule: list[dict[str, Array]],
-    rtol: float,
-    atol: float,
-) -> Array:
-    """Mean loss at ``times`` of the gradient flow with the gates held at ``schedule[k]`` on
-    [times[k], times[k + 1]) (piecewise-constant gates, one ``gdln.integrate`` per interval)."""
-    if len(schedule) != len(times):
-        raise ValueError(f"need one set of gates per time: {len(schedule)} != {len(times)}")
-    losses = np.empty(len(times))
-    W = dict(initial)
-    for k in range(len(times) - 1):
-        traj = gdln.integrate(
-            network, X, Y, W, [0.0, times[k + 1] - times[k]], schedule[k], rtol=rtol, atol=atol
-        )
-        if k == 0:
-            losses[0] = traj.loss[0]
-        losses[k + 1] = traj.loss[1]
-        W = traj.weights_at(1)
-    return losses
-
-
-def aligned_loss(
-    reln: ReLN, X: Array, Y: Array, std: float, times: Array, rtol: float, solver: str = "RKC"
-) -> Array:
-    """Mean loss of the ReLN's exact flow from the aligned (silent-alignment) start whose path
-    strength has the statistics of the ReLU init (``aligned_scale``: n_p std^2 / 2 for a
-    pathway of n_p units), every pathway in its own singular vectors of Sigma_yx(p); the
-    hidden nodes are cut to the pathways' mode counts, which is exact (gdln.pathways)."""
-    net = reln.network
-    B = aligned_scale(net, dict.fromkeys(net.edges, std))
-    strength = {k: float(np.prod([B[e] for e in p.edges])) for k, p in enumerate(net.paths)}
-    small, W0 = gdln.aligned_pathways(net, X, Y, reln.gates, strength)
-    return gdln.pathway_flow(
-        small,
-        X,
-        Y,
-        W0,
-        times,
-        reln.gates,
-        solver=solver,
-        rtol=rtol,
-        atol=1e-6 * std,
-        with_weights=False,
-    ).loss
+def strongest_pathways(twin: gdln.ReLN, W: dict[str, Array], n: int) -> list[int]:
+    """Indices (into ``twin.network.paths``) of the ``n`` pathways whose products W_p have the
+    largest top singular values, strongest first."""
+    net = twin.network
+    top = [np.linalg.norm(net.path_weight(W, p), 2) for p in net.paths]
+    return [int(k) for k in np.argsort(-np.asarray(top), kind="stable")[:n]]
 
 
 # ----------------------------------------------------------------------------- one cell
@@ -409,10 +255,12 @@ def _train_relu(
     record: Array,
     seed: int,
 ) -> dict[str, Any]:
-    """Train the ReLU net (float64, full batch) and record weights, activities, W_eff."""
+    """Train the ReLU net (float64, full batch); record weights, gates, activities and W_eff at
+    every snapshot (weight matrices above 100,000 entries kept in float32) and the final
+    weights and gates in float64."""
     import torch
 
-    from relu_lens.effective import effective_weights
+    from relu_lens import effective_weights, read_mlp
     from relu_lens.models import mlp
     from relu_lens.recorders import CallbackRecorder
     from relu_lens.train import torch_threads, train
@@ -423,20 +271,17 @@ def _train_relu(
         x = torch.as_tensor(X)
 
         def measure(m: torch.nn.Module) -> dict[str, Any]:
-            acts, _ = gg.layer_activities(m, X)
-            weights = [
-                layer.weight.detach().numpy().copy()
-                for layer in m
-                if isinstance(layer, torch.nn.Linear)
-            ]
-            big = [w.astype(np.float32) if w.size > 100_000 else w for w in weights]
-            return {"acts": acts, "weights": big, "W_eff": effective_weights(m, x).W.numpy()}
+            arrays = read_mlp(m, X)
+            return {
+                "acts": gg.activities(arrays.weights, arrays.gates, X),
+                "gates": arrays.gates,
+                "weights": [
+                    w.astype(np.float32) if w.size > 100_000 else w for w in arrays.weights
+                ],
+                "W_eff": effective_weights(m, x).W.numpy(),
+            }
 
-        init = [
-            layer.weight.detach().numpy().copy()
-            for layer in model
-            if isinstance(layer, torch.nn.Linear)
-        ]
+        initial = read_mlp(model, X).weights
         recorder = CallbackRecorder(measure)
         start = _time.perf_counter()
         result = train(
@@ -451,10 +296,17 @@ def _train_relu(
             progress=False,
         )
         seconds = _time.perf_counter() - start
+        final = read_mlp(model, X)
         with torch.no_grad():
-            final = float(0.5 * ((model(x) - torch.as_tensor(Y)) ** 2).sum(1).mean())
-    loss = np.array([*result.step_loss, final])
-    return {"loss": loss[record], "snaps": recorder.values, "init": init, "seconds": seconds}
+            last = float(0.5 * ((model(x) - torch.as_tensor(Y)) ** 2).sum(1).mean())
+    loss = np.array([*result.step_loss, last])
+    return {
+        "loss": loss[record],
+        "snaps": recorder.values,
+        "initial": initial,
+        "final": final,
+        "seconds": seconds,
+    }
 
 
 def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Dataset:
@@ -464,116 +316,149 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
     task = context_task(C, kappa, cfg["different_structure"])
     X, Y, P = task.X, task.Y, task.n_samples
     width, std, steps = (cfg[f"{k}_{depth}"] for k in ("width", "init_std", "steps"))
-    widths = (width,) * depth
     eta = P * cfg["lr_summed"]
     record = np.unique(np.round(np.linspace(0, steps, cfg["n_times"])).astype(int))
     times = record * eta
     T = len(times)
-    relu = _train_relu(X, Y, widths, std, steps, eta, record, seed)
-    snaps = relu["snaps"]
-    init = relu["init"]
-
-    def groups_at(k: int, fraction: float) -> list[gg.GateGroups]:
-        s = snaps[k]
-        return [
-            gg.gate_groups(
-                s["acts"][l],
-                s["weights"][l + 1],
-                task.context,
-                C,
-                cfg["active_threshold"],
-                fraction,
-            )
-            for l in range(depth)
-        ]
+    relu = _train_relu(X, Y, (width,) * depth, std, steps, eta, record, seed)
+    snaps, init = relu["snaps"], relu["initial"]
+    flow = {"solver": cfg["solver"], "rtol": cfg["rtol"], "atol": 1e-6 * std}
 
     # census and mixed selectivity over training
     subsets = gg.all_subsets(C)
     census = np.zeros((T, depth, len(subsets)))
     mixed = np.zeros((T, depth))
-    for k in range(T):
-        for l, g in enumerate(groups_at(k, cfg["strength_fraction"])):
+    for k, snap in enumerate(snaps):
+        for l in range(depth):
+            g = gg.gate_groups(
+                snap["acts"][l],
+                snap["weights"][l + 1],
+                task.context,
+                C,
+                cfg["active_threshold"],
+                cfg["strength_fraction"],
+            )
             census[k, l] = gg.census(g, C)
             mixed[k, l] = gg.mixed_selectivity(g, C)
     # the ReLN from the last snapshot's gates, started from the ReLU init
-    reln = build_reln(
-        groups_at(T - 1, cfg["reln_strength_fraction"]), task.context, X.shape[1], Y.shape[1], C
+    final = relu["final"]
+    twin = gdln.ReLN.from_gates(
+        final.weights,
+        final.gates,
+        task.context,
+        X=X,
+        initial=init,
+        n_cells=C,
+        active_threshold=cfg["active_threshold"],
+        strength_fraction=cfg["reln_strength_fraction"],
     )
-    net = reln.network
-    W0 = reln_weights(reln, init)
-    n_path, n_sv = len(net.paths), cfg["n_sv"]
-    sv_relu = np.full((T, n_path, n_sv), np.nan)
-    sv_reln = np.full((T, n_path, n_sv), np.nan)
+    net = twin.network
+    followed = strongest_pathways(twin, twin.cut(final.weights), cfg["n_pathways"])
+    paths = [net.paths[k] for k in followed]
+    n_sv = cfg["n_sv"]
+    sv_relu = np.full((T, len(paths), n_sv), np.nan)
+    sv_reln = np.full((T, len(paths), n_sv), np.nan)
     cka = np.full((T, depth), np.nan)
     weff_err = np.full((T, P), np.nan)
     out_err = np.full(T, np.nan)
-    layer_nodes = [[v for v in net.order if v.startswith(f"h{l + 1}_")] for l in range(depth)]
 
     def top_sv(M: Array) -> Array:
         s = np.linalg.svd(M, compute_uv=False)[:n_sv]
         return np.pad(s, (0, n_sv - len(s)), constant_values=np.nan)
 
-    def visit(k: int, W: dict[str, Array]) -> None:
-        relu_W = reln_weights(reln, [w.astype(np.float64) for w in snaps[k]["weights"]])
-        for p, (A, B) in enumerate(
-            zip(path_products(net, relu_W), path_products(net, W), strict=True)
-        ):
-            sv_relu[k, p], sv_reln[k, p] = top_sv(A), top_sv(B)
-        h = net.forward(W, X, reln.gates)
-        for l in range(depth):
-            H = np.concatenate([h[v] for v in layer_nodes[l]], axis=1)
+    def visit(k: int, _t: float, W: dict[str, Array]) -> None:
+        relu_W = twin.cut([w.astype(np.float64) for w in snaps[k]["weights"]])
+        for j, p in enumerate(paths):
+            sv_relu[k, j] = top_sv(net.path_weight(relu_W, p))
+            sv_reln[k, j] = top_sv(net.path_weight(W, p))
+        h = net.forward(W, X, twin.gates)
+        for l, nodes in enumerate(twin.layer_nodes):
+            H = np.concatenate([h[v] for v in nodes], axis=1)
             cka[k, l] = linear_cka(snaps[k]["acts"][l], H)
-        M = net.effective_map(W, reln.gates)[("y", "x")]
+        M = net.effective_map(W, twin.gates)[("y", "x")]
         We = snaps[k]["W_eff"]
         weff_err[k] = np.linalg.norm(We - M, axis=(1, 2)) / np.linalg.norm(We, axis=(1, 2))
         f_relu, f_reln = np.einsum("soi,si->so", We, X), np.einsum("soi,si->so", M, X)
         out_err[k] = np.linalg.norm(f_relu - f_reln) / np.linalg.norm(f_relu)
 
-    atol = 1e-6 * std
     start = _time.perf_counter()
-    loss_int = flow(net, X, Y, W0, times, reln.gates, cfg["rtol"], atol, visit=visit)
+    loss_int = gdln.integrate(
+        net, X, Y, twin.initial, times, twin.gates, callback=visit, with_weights=False, **flow
+    ).loss
     seconds_reln = _time.perf_counter() - start
     # the neural-race reduction, where the gated correlations are mutually diagonalisable
-    corr = gdln.gated_correlations(net, X, Y, reln.gates)
     loss_red = np.full(T, np.nan)
-    try:
-        modes = gdln.shared_modes(net, corr, tol=np.inf, seed=seed)
-        residual = modes.residual
-    except gdln.NotDiagonalisableError:  # e.g. a hidden node narrower than the mode count
-        residual = np.nan
-    if residual <= cfg["reduce_tol"]:
-        B0 = aligned_scale(net, dict.fromkeys(net.edges, std))
-        loss_red = gdln.reduce(
-            net, modes, gdln.aligned_init(net, modes, B0), times, with_weights=False
-        ).loss
+    residual = np.nan
+    if len(net.paths) <= cfg["reduce_max_paths"]:
+        corr = gdln.gated_correlations(net, X, Y, twin.gates)
+        try:
+            modes = gdln.shared_modes(net, corr, tol=np.inf, seed=seed)
+            residual = modes.residual
+        except gdln.NotDiagonalisableError:  # e.g. a hidden node narrower than the mode count
+            residual = np.nan
+        if residual <= cfg["reduce_tol"]:
+            B0 = aligned_scale(net, std)
+            loss_red = gdln.reduce(
+                net, modes, gdln.aligned_init(net, modes, B0), times, with_weights=False
+            ).loss
     # the aligned start: exact flow of the parallel pathways from the silent-alignment start
-    # (one hidden layer only: in depth 2 pathways share edges)
+    # (one hidden layer only: deeper pathways share edges)
     loss_aligned = np.full(T, np.nan)
     seconds_aligned = np.nan
     if depth == 1:
         start = _time.perf_counter()
-        loss_aligned = aligned_loss(reln, X, Y, std, times, cfg["rtol_aligned"])
+        small, W_aligned = twin.aligned_start(X, Y, std)
+        loss_aligned = gdln.pathway_flow(
+            small,
+            X,
+            Y,
+            W_aligned,
+            times,
+            twin.gates,
+            solver="RKC",
+            rtol=cfg["rtol_aligned"],
+            atol=1e-6 * std,
+            with_weights=False,
+        ).loss
         seconds_aligned = _time.perf_counter() - start
     # node gates read from the ReLU snapshots over time
     loss_sched = np.full(T, np.nan)
     if depth in cfg["schedule_depths"]:
-        schedule = [soft_node_gates(reln, snaps[k]["acts"]) for k in range(T)]
-        loss_sched = scheduled_flow(net, X, Y, W0, times, schedule, cfg["rtol"], atol)
+        schedule = gdln.GateSchedule(times[1:], [twin.gates_from(s["gates"]) for s in snaps])
+        loss_sched = gdln.integrate(
+            net, X, Y, twin.initial, times, schedule=schedule, with_weights=False, **flow
+        ).loss
     # gate settling: per-unit gates frozen at snapshot k, from the ReLU init
     n_settle = cfg["n_settle"]
     settle_idx = np.unique(np.round(np.geomspace(1, T, n_settle)).astype(int) - 1)
     settle_time = np.full(n_settle, np.nan)
     loss_settled = np.full((n_settle, T), np.nan)
     if depth in cfg["settle_depths"]:
-        chain = unit_gate_network(X.shape[1], widths, Y.shape[1])
-        chain_W0 = {f"W{l + 1}": w for l, w in enumerate(init)}
         for j, k in enumerate(settle_idx):
-            gates = {f"h{l + 1}": (snaps[k]["acts"][l] > 0).astype(float) for l in range(depth)}
-            loss_settled[j] = flow(chain, X, Y, chain_W0, times, gates, cfg["rtol"], atol)
+            frozen = gdln.ReLN.from_gates(snaps[k]["weights"], snaps[k]["gates"], initial=init)
+            loss_settled[j] = gdln.integrate(
+                frozen.network,
+                X,
+                Y,
+                frozen.initial,
+                times,
+                frozen.gates,
+                with_weights=False,
+                **flow,
+            ).loss
             settle_time[j] = times[k]
     loss_relu = relu["loss"]
-    final_groups = groups_at(T - 1, cfg["strength_fraction"])
-    return xr.Dataset(
+    final_groups = gg.layer_groups(
+        final.weights,
+        final.gates,
+        X,
+        task.context,
+        C,
+        cfg["active_threshold"],
+        cfg["strength_fraction"],
+    )
+    labels = twin.pathway_labels
+    ds = xr.Dataset(
         {
             "loss_relu": _var(loss_relu, ("time",), "ReLU net mean training loss"),
             "step": _var(record, ("time",), "gradient-descent step (epoch) of each time"),
@@ -677,10 +562,16 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 "mixed selectivity at the end, mean over layers",
             ),
             "reln_node_size": _var(
-                [len(reln.units[v]) for l in range(depth) for v in layer_nodes[l]],
+                [len(twin.units[v]) for nodes in twin.layer_nodes for v in nodes],
                 ("node",),
                 "ReLU units behind each ReLN hidden node",
             ),
+            "pathway_label": _var(
+                [labels[k] for k in followed],
+                ("pathway",),
+                "context sets of the pathway's nodes",
+            ),
+            "n_reln_pathways": _var(len(labels), (), "number of ReLN pathways"),
             "n_samples": _var(P, (), "P = 8C data points (summed loss = P x mean loss)"),
             "seconds_relu": _var(relu["seconds"], (), "wall time of ReLU training", "s"),
             "seconds_aligned": _var(
@@ -698,8 +589,8 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
             ),
             "pathway": (
                 "pathway",
-                [f"{k}:{p}" for k, p in enumerate(reln.pathways)],
-                {"long_name": "ReLN pathway (context sets of its nodes)", "units": "1"},
+                np.arange(len(followed)),
+                {"long_name": "ReLN pathway, by final ReLU strength (0 = strongest)", "units": "1"},
             ),
             "sv": ("sv", np.arange(n_sv), {"long_name": "singular value rank", "units": "1"}),
             "layer": (
@@ -710,39 +601,28 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
             "sample": ("sample", np.arange(P), {"long_name": "data point c*8+o", "units": "1"}),
             "subset": (
                 "subset",
-                [gg.subset_label(int(m), C) for m in gg.subset_mask(subsets)],
+                [gg.subset_label(cells) for cells in subsets],
                 {"long_name": "set of contexts", "units": "1"},
             ),
             "node": (
                 "node",
-                [v for l in range(depth) for v in layer_nodes[l]],
+                [v for nodes in twin.layer_nodes for v in nodes],
                 {"long_name": "ReLN hidden node", "units": "1"},
             ),
         },
     )
+    learned = bool(loss_relu[-1] < LEARNED_FRACTION * loss_relu[0])
+    ds["relu_learned"] = _var(
+        int(learned), (), f"1 if the ReLU loss fell below {LEARNED_FRACTION} x its initial value"
+    )
+    if not learned:  # two flat curves agree trivially: the comparison means nothing
+        for name in ds.data_vars:
+            if name.startswith("rel_l2"):
+                ds[name] = ds[name].where(False)
+    return ds
 
 
 # ----------------------------------------------------------------------------- the study
-
-
-def strongest_pathways(ds: xr.Dataset, n: int) -> xr.Dataset:
-    """A cell's Dataset with only its ``n`` strongest pathways (by the ReLU net's top singular
-    value at the last time), on an integer ``pathway`` index (0 = strongest) and with their
-    labels in ``pathway_label``: pathway labels differ from cell to cell, so the combined
-    Dataset would otherwise carry the union of all of them (thousands at depth 2)."""
-    final = ds.sv_relu.isel(time=-1, sv=0).fillna(-np.inf).values
-    keep = np.argsort(-final, kind="stable")[:n]
-    out = ds.isel(pathway=keep)
-    labels = [str(p).split(":", 1)[1] for p in out.pathway.values]
-    out = out.assign_coords(
-        pathway=(
-            "pathway",
-            np.arange(len(keep)),
-            {"long_name": "ReLN pathway, by final ReLU strength (0 = strongest)", "units": "1"},
-        )
-    )
-    out["pathway_label"] = _var(labels, ("pathway",), "context sets of the pathway's nodes")
-    return out
 
 
 def run(config: Config) -> xr.Dataset:
@@ -761,7 +641,6 @@ def run(config: Config) -> xr.Dataset:
         scheduler=config.scheduler,
         n_workers=config.workers,
         processes=config.processes,
-        prepare=lambda cell: strongest_pathways(cell, config.n_pathways),
     )
     return describe(result, config)
 
@@ -787,10 +666,23 @@ def describe(result: SweepResult, config: Config) -> xr.Dataset:
             "n_p std^2 / 2 (n_p units, std the ReLU init std); depth 1 only"
         ),
         failed_cells="; ".join(f"{f.cell}: {f.error.splitlines()[0]}" for f in result.failures),
+        cells_not_learned="; ".join(_not_learned(ds)),
         cells_computed=len(result.computed),
         cells_reused=len(result.reused),
     )
     return io.finalize(ds, NAME, config)
+
+
+def _not_learned(ds: xr.Dataset) -> list[str]:
+    """The cells whose ReLU net did not learn (their comparisons are NaN)."""
+    if "relu_learned" not in ds:
+        return []
+    flat = ds.relu_learned.stack(cell=("context_count", "depth", "seed"))
+    return [
+        f"C={c}, depth={d}, seed={s}: the ReLU net did not learn (raise init std or steps)"
+        for (c, d, s), ok in zip(flat.cell.values, flat.values, strict=True)
+        if ok == 0
+    ]
 
 
 def summary(ds: xr.Dataset) -> dict[str, float | str]:

@@ -28,23 +28,11 @@ import xarray as xr
 from matplotlib.figure import Figure
 
 import gdln
+from gdln.routing_task import HIERARCHY, RoutingTask, routing_task
 from studies import io
 
 NAME = "race"
 
-#: Target Y^T (7 features x 4 items): the hierarchy of the routing experiment (REFERENCE.md).
-HIERARCHY = np.array(
-    [
-        [6, 6, 6, 6],
-        [4, 4, 0, 0],
-        [0, 0, 4, 4],
-        [3, 0, 0, 0],
-        [0, 3, 0, 0],
-        [0, 0, 3, 0],
-        [0, 0, 0, 3],
-    ],
-    dtype=np.float64,
-)
 LAYERS = ("input_module", "shared", "output_module")
 
 
@@ -79,43 +67,9 @@ PRESETS = {
 }
 
 
-def routing_network(config: Config) -> gdln.Network:
-    """Nodes x0..x{M-1} (4), h1 (hidden), h2 (hidden), y0..y{M-1} (7); edges in_m, shared, out_o."""
-    M, n_items, n_feat = config.n_domains, HIERARCHY.shape[1], HIERARCHY.shape[0]
-    nodes = {f"x{m}": n_items for m in range(M)}
-    nodes |= {"h1": config.hidden, "h2": config.hidden}
-    nodes |= {f"y{o}": n_feat for o in range(M)}
-    edges = {f"in{m}": (f"x{m}", "h1") for m in range(M)}
-    edges["shared"] = ("h1", "h2")
-    edges |= {f"out{o}": ("h2", f"y{o}") for o in range(M)}
-    return gdln.Network(nodes, edges)
-
-
-def routes(config: Config) -> np.ndarray:
-    """Boolean (input domain, output domain): the cyclic routes m -> m, ..., m + K - 1 mod M."""
-    M, K = config.n_domains, config.n_routes
-    table = np.zeros((M, M), dtype=bool)
-    for m in range(M):
-        table[m, [(m + k) % M for k in range(K)]] = True
-    return table
-
-
-def routing_task(config: Config) -> tuple[dict, dict, dict]:
-    """(X, Y, gates): one sample per (domain, item); pathway gates on input and output nodes."""
-    M, n_items = config.n_domains, HIERARCHY.shape[1]
-    table = routes(config)
-    domain = np.repeat(np.arange(M), n_items)
-    item = np.tile(np.arange(n_items), M)
-    onehot = np.eye(n_items)[item]
-    X = {f"x{m}": onehot for m in range(M)}
-    Y, gates = {}, {}
-    for m in range(M):
-        gates[f"x{m}"] = (domain == m).astype(np.float64)
-    for o in range(M):
-        on = table[domain, o]
-        gates[f"y{o}"] = on.astype(np.float64)
-        Y[f"y{o}"] = HIERARCHY.T[item] * on[:, None]
-    return X, Y, gates
+def routing(config: Config) -> RoutingTask:
+    """The routing network and its data at the config's sizes (:mod:`gdln.routing_task`)."""
+    return routing_task(config.n_domains, config.n_routes, config.hidden)
 
 
 def orthogonal_init(net: gdln.Network, gain: float, rng: np.random.Generator) -> dict:
@@ -134,15 +88,9 @@ def relative_l2(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
-def _routed_paths(config: Config, net: gdln.Network) -> list[int]:
-    """Indices of the paths x_m -> y_o whose route m -> o is trained."""
-    table = routes(config)
-    return [k for k, p in enumerate(net.paths) if table[int(p.source[1:]), int(p.target[1:])]]
-
-
-def _routed_mean(config: Config, net: gdln.Network, strength: np.ndarray) -> np.ndarray:
+def _routed_mean(task: RoutingTask, strength: np.ndarray) -> np.ndarray:
     """Mean over trained routes of path mode strengths (..., mode, path) -> (..., mode)."""
-    return strength[..., _routed_paths(config, net)].mean(axis=-1)
+    return strength[..., task.routed_paths()].mean(axis=-1)
 
 
 def _layer_mean(net: gdln.Network, strength: np.ndarray) -> np.ndarray:
@@ -164,8 +112,8 @@ def half_time(times: np.ndarray, loss: np.ndarray) -> float:
 
 def run(config: Config) -> xr.Dataset:
     """Reduced theory vs gradient descent at every init scale, from aligned and orthogonal init."""
-    net = routing_network(config)
-    X, Y, gates = routing_task(config)
+    task = routing(config)
+    net, X, Y, gates = task.network, task.X, task.Y, task.gates
     modes = gdln.shared_modes(net, gdln.gated_correlations(net, X, Y, gates), seed=config.seed)
     steps_per_record = max(1, round(config.t_max / config.eta / (config.n_times - 1)))
     n_steps = steps_per_record * (config.n_times - 1)
@@ -182,15 +130,15 @@ def run(config: Config) -> xr.Dataset:
         aligned = gdln.aligned_init(net, modes, scale)
         theory = gdln.reduce(net, modes, aligned, times, with_weights=False)
         loss_th[i] = theory.loss
-        u_th[i] = _routed_mean(config, net, theory.mode_strength)
+        u_th[i] = _routed_mean(task, theory.mode_strength)
         b_th[i] = _layer_mean(net, theory.edge_strength)
         for k, init in enumerate((aligned, orthogonal_init(net, scale, rng))):
             gd = gdln.gradient_descent(
                 net, X, Y, init, config.eta, n_steps, gates, steps_per_record, modes=modes
             )
             loss_gd[k, i] = gd.loss
-            u_gd[k, i] = _routed_mean(config, net, gd.mode_strength)
-    first = _routed_paths(config, net)[0]
+            u_gd[k, i] = _routed_mean(task, gd.mode_strength)
+    first = task.routed_paths()[0]
     final = modes.S[:, first] / modes.D[:, first, first]
     ds = xr.Dataset(
         {

@@ -127,7 +127,6 @@ def run_sweep(
     scheduler: str | None = None,
     n_workers: int = 2,
     processes: bool = False,
-    prepare: Callable[[xr.Dataset], xr.Dataset] | None = None,
 ) -> SweepResult:
     """Run every unfinished cell of ``grid`` on dask.distributed and combine all cells.
 
@@ -141,8 +140,6 @@ def run_sweep(
         scheduler: address of an existing dask scheduler; None starts a LocalCluster.
         n_workers: LocalCluster workers (one thread each).
         processes: LocalCluster with worker processes (True) or threads in this process.
-        prepare: applied to every cell's Dataset before combining (e.g. to put coordinates
-            whose labels differ from cell to cell on a shared index).
 
     Returns:
         SweepResult with the Dataset (failed cells NaN) and the computed / reused / failed
@@ -184,8 +181,7 @@ def run_sweep(
     if not done:
         msgs = "; ".join(f"{f.cell}: {f.error.splitlines()[0]}" for f in result.failures)
         raise RuntimeError(f"every cell of the sweep failed: {msgs}")
-    prepare = prepare or (lambda ds: ds)
-    parts = [(c, prepare(io.load_dataset(paths[cell_id(c)]))) for c in done]
+    parts = [(c, io.load_dataset(paths[cell_id(c)])) for c in done]
     result.dataset = combine_cells(parts, grid)
     return result
 

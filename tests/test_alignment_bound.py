@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gdln import alignment_bound as ab
+from gdln.tasks import separability, separable_binary
 from relu_lens import alignment as al
-from relu_lens.tasks import separability, separable_binary
 
 
 def brute_mu(X: np.ndarray, y: np.ndarray) -> float:

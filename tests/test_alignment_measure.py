@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gdln.tasks import separable_binary
 from relu_lens import alignment as al
-from relu_lens.tasks import separable_binary
 
 
 def brute_region(w: np.ndarray, X: np.ndarray, y: np.ndarray) -> int:

@@ -11,16 +11,14 @@ matplotlib.use("Agg")
 import numpy as np
 import pytest
 import torch
-import xarray as xr
 
 import gdln
-from relu_lens import gate_groups as gg
-from relu_lens.context_task import context_task
+from gdln.context_task import context_task
+from relu_lens import read_mlp
 from relu_lens.gates import activation_patterns
 from relu_lens.models import mlp
 from relu_lens.train import train
 from studies import contexts, io
-from studies.sweep import combine_cells
 
 
 def _weights(net: torch.nn.Sequential) -> list[np.ndarray]:
@@ -65,24 +63,26 @@ def test_reln_of_a_net_with_fixed_gates_reproduces_its_training() -> None:
     )
     assert all(np.array_equal(m, masks0) for m in seen), "the gates changed during training"
     assert result.step_loss[-1] < 0.7 * result.step_loss[0]  # it did learn
-    # per-unit gates on the plain chain
-    chain = contexts.unit_gate_network(8 + C, (len(sets),), task.Y.shape[1])
+    # the frozen-gate twin: per-unit gates on the plain chain
+    start = read_mlp(_context_gated_net(C, sets, task.Y.shape[1], seed=1), task.X)
+    frozen = gdln.ReLN.from_gates(start.weights, start.gates, X=task.X)
     traj = gdln.gradient_descent(
-        chain, task.X, task.Y, {"W1": W_init[0], "W2": W_init[1]}, eta, steps - 1,
-        gates={"h1": masks0.astype(float)},
-    )  # fmt: skip
+        frozen.network, task.X, task.Y, frozen.initial, eta, steps - 1, frozen.gates
+    )
     np.testing.assert_allclose(traj.loss, result.step_loss, rtol=1e-8, atol=0)
     # the ReLN: one node per context set, cut from the same initial weights
-    acts, W_next = gg.layer_activities(net, task.X)
-    groups = gg.gate_groups(acts[0], W_next[0], task.context, C, strength_fraction=0.0)
-    assert sorted(gg.subset_mask(groups.group_contexts)) == sorted(set(sets))
-    reln = contexts.build_reln([groups], task.context, 8 + C, task.Y.shape[1], C)
+    reln = gdln.ReLN.from_gates(start.weights, start.gates, task.context, X=task.X)
+    assert sorted(reln.node_labels.values()) == sorted(
+        gdln.groups.subset_label(m, C) for m in set(sets)
+    )
     assert len(reln.network.paths) == len(set(sets))
-    W0 = contexts.reln_weights(reln, W_init)
-    traj = gdln.gradient_descent(reln.network, task.X, task.Y, W0, eta, steps, gates=reln.gates)
+    for name, w in reln.cut(W_init).items():
+        np.testing.assert_array_equal(reln.initial[name], w)
+    traj = gdln.gradient_descent(
+        reln.network, task.X, task.Y, reln.initial, eta, steps, gates=reln.gates
+    )
     np.testing.assert_allclose(traj.loss[:-1], result.step_loss, rtol=1e-8, atol=0)
-    final = contexts.reln_weights(reln, _weights(net))
-    for name, w in final.items():
+    for name, w in reln.cut(_weights(net)).items():
         np.testing.assert_allclose(traj.weights[name][-1], w, rtol=1e-8, atol=1e-12)
 
 
@@ -97,29 +97,6 @@ class _GateRecorder:
         return None
 
 
-def test_depth_two_reln_gates_paths_by_both_layers() -> None:
-    C = 3
-    task = context_task(C)
-    context = task.context
-    g1 = gg.GateGroups(np.array([0, 0, 1]), np.array([[1, 1, 1], [1, 1, 0]], bool),
-                       np.ones((3, C)), np.ones(3))  # fmt: skip
-    g2 = gg.GateGroups(np.array([0, 1, 1, -1]), np.array([[0, 1, 1], [1, 1, 1]], bool),
-                       np.ones((4, C)), np.ones(4))  # fmt: skip
-    reln = contexts.build_reln([g1, g2], context, 11, 60, C)
-    net = reln.network
-    assert len(net.paths) == 4
-    assert set(reln.pathways) == {"{1,2,3}>{2,3}", "{1,2,3}>{1,2,3}", "{1,2}>{2,3}",
-                                  "{1,2}>{1,2,3}"}  # fmt: skip
-    gp = net.path_gates(net.check_gates(reln.gates, len(context)), len(context))
-    k = reln.pathways.index("{1,2}>{2,3}")
-    np.testing.assert_array_equal(gp[:, k], context == 1)  # only context 2 passes both gates
-    rng = np.random.default_rng(0)
-    Ws = [rng.standard_normal((3, 11)), rng.standard_normal((4, 3)), rng.standard_normal((60, 4))]
-    W = contexts.reln_weights(reln, Ws)
-    np.testing.assert_array_equal(W["mid_h1_1_h2_1"], Ws[1][np.ix_([1, 2], [2])])
-    np.testing.assert_array_equal(W["out_h2_0"], Ws[2][:, [0]])
-
-
 def test_metrics() -> None:
     rng = np.random.default_rng(0)
     H = rng.standard_normal((20, 5))
@@ -132,43 +109,6 @@ def test_metrics() -> None:
     assert contexts.rel_l2_log(10 * b, b) == pytest.approx(
         np.linalg.norm(np.ones(4)) / np.linalg.norm(np.log10(b))
     )
-
-
-def test_chunked_flow_equals_one_integration() -> None:
-    task = context_task(2)
-    net = gdln.chain([10, 6, 45])
-    rng = np.random.default_rng(0)
-    W0 = {"W1": 0.1 * rng.standard_normal((6, 10)), "W2": 0.1 * rng.standard_normal((45, 6))}
-    times = np.linspace(0.0, 20.0, 23)
-    whole = gdln.integrate(net, task.X, task.Y, W0, times, rtol=1e-10, atol=1e-12).loss
-    seen: list[int] = []
-    chunked = contexts.flow(net, task.X, task.Y, W0, times, {}, 1e-10, 1e-12,
-                            visit=lambda k, W: seen.append(k), chunk=5)  # fmt: skip
-    np.testing.assert_allclose(chunked, whole, rtol=1e-7)
-    assert seen == list(range(len(times)))
-
-
-def test_scheduled_flow_switches_gates_between_records() -> None:
-    """Constant gates give the one-piece flow; gates switched off after a record freeze the
-    gated pathway's contribution there (a node gated to 0 has no gradient and no output)."""
-    task = context_task(2)
-    edges = {"ia": ("x", "a"), "oa": ("a", "y"), "ib": ("x", "b"), "ob": ("b", "y")}
-    net = gdln.Network({"x": 10, "a": 4, "b": 4, "y": 45}, edges)
-    rng = np.random.default_rng(0)
-    W0 = {e: 0.1 * rng.standard_normal(net.weight_shape(e)) for e in net.edges}
-    times = np.linspace(0.0, 10.0, 6)
-    on = {"a": np.ones(16), "b": (task.context == 0).astype(float)}
-    whole = gdln.integrate(net, task.X, task.Y, W0, times, on, rtol=1e-10, atol=1e-12).loss
-    steady = contexts.scheduled_flow(net, task.X, task.Y, W0, times, [on] * 6, 1e-10, 1e-12)
-    np.testing.assert_allclose(steady, whole, rtol=1e-7)
-    off = {"a": np.ones(16), "b": np.zeros(16)}
-    switched = contexts.scheduled_flow(
-        net, task.X, task.Y, W0, times, [on, on, off, off, off, off], 1e-10, 1e-12
-    )
-    np.testing.assert_allclose(switched[:3], whole[:3], rtol=1e-7)  # same until t_2
-    assert abs(switched[3] - whole[3]) > 1e-3 * whole[3]  # then pathway b is gone
-    with pytest.raises(ValueError, match="one set of gates per time"):
-        contexts.scheduled_flow(net, task.X, task.Y, W0, times, [on], 1e-6, 1e-9)
 
 
 def _cell_settings(**changes: object) -> dict:
@@ -224,30 +164,18 @@ def test_quick_preset_dataset(tmp_path) -> None:
     assert "rel_l2_loss_C3_depth1" in summary and "census_C3_depth1_{1,2,3}" in summary
 
 
-def _fake_cell(n_pathways: int, n_times: int, shift: float) -> xr.Dataset:
-    rng = np.random.default_rng(n_pathways)
-    sv = rng.random((n_times, n_pathways, 2))
-    return xr.Dataset(
-        {"sv_relu": (("time", "pathway", "sv"), sv, {"long_name": "sv", "units": "1"})},
-        coords={
-            "time": np.arange(n_times) * shift,
-            "pathway": [f"{k}:{{{k}}}" for k in range(n_pathways)],
-        },
-    )
-
-
-def test_strongest_pathways_put_cells_on_one_pathway_index() -> None:
-    """Cells with different pathway labels and time grids combine on a shared pathway index
-    of the n strongest (not on the union of all labels)."""
-    a, b = _fake_cell(40, 5, 1.0), _fake_cell(3, 7, 0.5)
-    small = contexts.strongest_pathways(a, 4)
-    final = a.sv_relu.isel(time=-1, sv=0).values
-    order = np.argsort(-final)[:4]
-    np.testing.assert_array_equal(small.pathway.values, np.arange(4))
-    assert list(small.pathway_label.values) == [f"{{{k}}}" for k in order]
-    np.testing.assert_array_equal(small.sv_relu.values, a.sv_relu.values[:, order])
-    combined = combine_cells(
-        [({"seed": 0}, small), ({"seed": 1}, contexts.strongest_pathways(b, 4))], {"seed": [0, 1]}
-    )
-    assert combined.sizes["pathway"] == 4 and combined.sizes["seed"] == 2
-    assert np.isnan(combined.sv_relu.sel(seed=1, pathway=3)).all()  # b has only 3 pathways
+def test_strongest_pathways_are_ranked_by_their_top_singular_value() -> None:
+    C = 3
+    task = context_task(C)
+    sets = [0b111, 0b111, 0b011, 0b110, 0b101, 0b011, 0b001]
+    start = read_mlp(_context_gated_net(C, sets, task.Y.shape[1], seed=2), task.X)
+    twin = gdln.ReLN.from_gates(start.weights, start.gates, task.context, X=task.X)
+    W = dict(twin.initial)
+    labels = twin.pathway_labels
+    boosted = labels.index("{2,3}")
+    W[twin.network.paths[boosted].edges[-1]] *= 100.0
+    top = [np.linalg.norm(twin.network.path_weight(W, p), 2) for p in twin.network.paths]
+    order = contexts.strongest_pathways(twin, W, 3)
+    assert order[0] == boosted and len(order) == 3
+    assert top[order[0]] >= top[order[1]] >= top[order[2]]
+    assert all(top[k] <= top[order[2]] for k in range(len(top)) if k not in order)

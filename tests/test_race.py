@@ -11,6 +11,7 @@ import pytest
 import xarray as xr
 
 import gdln
+from gdln.routing_task import HIERARCHY
 from studies import cli, io, race
 
 
@@ -21,16 +22,15 @@ def small_ds() -> xr.Dataset:
 
 
 def test_task_matches_the_paper_setup() -> None:
-    config = race.PRESETS["paper"]
-    net = race.routing_network(config)
-    X, Y, gates = race.routing_task(config)
+    task = race.routing(race.PRESETS["paper"])
+    net, X, Y, gates = task.network, task.X, task.Y, task.gates
     assert len(net.paths) == 49
-    assert race.routes(config).sum() == 28 and np.all(race.routes(config).sum(axis=1) == 4)
+    assert task.routes.sum() == 28 and np.all(task.routes.sum(axis=1) == 4)
     assert next(iter(X.values())).shape == (28, 4)
     modes = gdln.shared_modes(net, gdln.gated_correlations(net, X, Y, gates))
     # one mode per singular value of the hierarchy, learned to that strength (s / d)
-    target = np.linalg.svd(race.HIERARCHY, compute_uv=False)
-    first = race._routed_paths(config, net)[0]
+    target = np.linalg.svd(HIERARCHY, compute_uv=False)
+    first = task.routed_paths()[0]
     np.testing.assert_allclose(modes.S[:, first] / modes.D[:, first, first], target, rtol=1e-12)
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
+from gdln.tasks import separable_binary
 from relu_lens import alignment as al
 from relu_lens import two_layer as tl
-from relu_lens.tasks import separable_binary
 
 
 def batch(n: int, D: int, mu: float, seeds: list[int]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,7 +1,9 @@
-"""Synthetic tasks: plain numpy generators shared by the experiment and theory sides.
+"""Synthetic binary tasks with a known separability mu (Min, Mallada & Vidal, ICLR 2024).
 
-This module never imports torch (DESIGN.md, "Packages"), so ``gdln`` and ``relu_lens`` can both
-use it. Every generator is a plain function of its sizes and a seed that returns numpy arrays.
+Synthetic tasks are plain numpy generators and live on the theory side (``gdln.tasks``,
+``gdln.context_task``): the theory needs them (mu is an ingredient of the alignment bound) and
+must never import the torch side, while studies and benchmarks import them from here for their
+ReLU runs. Every generator is a plain function of its sizes and a seed that returns arrays.
 """
 
 from __future__ import annotations

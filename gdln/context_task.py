@@ -1,9 +1,8 @@
 """The hierarchical multi-context task of Jarvis, Klein, Rosman & Saxe (ICLR 2025), numpy only.
 
-Eight objects carry 15 binary features from a binary tree (1 + 2 + 4 + 8 nodes, REFERENCE.md
-section 3): feature k of object o is 1 when o lies below tree node k. Objects are seen in C
-contexts. One data point per (context, object) pair, P = 8 C, ordered context-major
-(point i = c * 8 + o):
+Eight objects carry 15 binary features from a binary tree (1 + 2 + 4 + 8 nodes): feature k
+of object o is 1 when o lies below tree node k. Objects are seen in C contexts. One data point
+per (context, object) pair, P = 8 C, ordered context-major (point i = c * 8 + o):
 
     x_i = [e_o ; kappa e_c]                      (8 + C inputs, kappa = ``context_scale``)
     y_i = [H_0[:, o] ; 1[c = 1] H_1[:, o] ; ... ; 1[c = C] H_C[:, o]]    (15 (C + 1) outputs)
@@ -19,7 +18,7 @@ The public code of the paper scales the context one-hot by kappa = 1.1 (C = 4) a
 to keep its closed form's sorted-rank pairing of singular values with input eigenvalues in
 order; ``published_context_scale`` gives those values. kappa = 1 is the plain one-hot.
 
-This module never imports torch, so the theory side can use it (DESIGN.md, "Packages").
+Like every synthetic task it lives on the theory side (see :mod:`gdln.tasks`): numpy only.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""relu_lens.context_task: the hierarchical multi-context task (Jarvis et al., ICLR 2025)."""
+"""gdln.context_task: the hierarchical multi-context task (Jarvis et al., ICLR 2025)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from relu_lens.context_task import (
+from gdln.context_task import (
     N_FEATURES,
     N_OBJECTS,
     context_task,
