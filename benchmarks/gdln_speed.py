@@ -10,21 +10,28 @@ Three measurements, each in one run of this script:
 2. A balanced chain of D = 3 matrices on a 3-mode whitened task (64 hidden units):
    ``gdln.closed_form`` (sympy-derived t(u), inverted numerically) vs gradient descent with
    eta = 0.002 up to t = 10; the sympy derivation is cached after its first call (timed apart).
-3. ``gdln.integrate`` of a 784-256-256-10 chain with per-unit gates (random 0/1 masks) on 1,000
-   random inputs over t in [0, 0.5] (the size of the MNIST studies; layer-by-layer gradient).
+3. The per-unit step: one gradient-descent step of the frozen-gate twin of a 784-256-256-10
+   ReLU net (``gdln.ReLN.from_gates``) against one torch step of the net itself, on 1,000
+   inputs with the cross-entropy (the size of the MNIST studies), side by side.
 
 Each prediction is timed as the best of a few repeats; the ratios are GD time / prediction time.
 """
 
 from __future__ import annotations
 
+import copy
 import time
 
 import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
 from timing import best_time
 
 import gdln
 from gdln.routing_task import routing_task
+from relu_lens import read_mlp
+from relu_lens.models import mlp
+from relu_lens.train import torch_threads, train
 
 
 def routing_race() -> None:
@@ -77,26 +84,44 @@ def deep_chain() -> None:
     print(f"   ratio GD / closed form = {t_gd / t_closed:.0f}x (cold: {t_gd / t_cold:.1f}x)")
 
 
-def per_unit_chain() -> None:
+def per_unit_step(steps: int = 100) -> None:
+    """One gradient-descent step of the frozen-gate twin against one torch step of the ReLU net
+    it was read from: same net, batch, loss and dtype, each side with its own default threads
+    and with one thread."""
+    torch.manual_seed(0)
     rng = np.random.default_rng(0)
     P = 1000
-    net = gdln.chain([784, 256, 256, 10])
     X = rng.random((P, 784))
-    X /= np.linalg.norm(X, axis=1, keepdims=True)
-    Y = np.eye(10)[rng.integers(0, 10, P)]
-    gates = {h: (rng.random((P, 256)) < 0.5).astype(float) for h in ("h1", "h2")}
-    W0 = {
-        e: rng.normal(size=net.weight_shape(e)) * np.sqrt(2.0 / net.weight_shape(e)[1])
-        for e in net.edges
-    }
-    start = time.perf_counter()
-    traj = gdln.integrate(net, X, Y, W0, np.linspace(0, 0.5, 6), gates, rtol=1e-6, atol=1e-9)
-    elapsed = time.perf_counter() - start
-    print("3. integrate 784-256-256-10, per-unit gates, 1,000 samples, t in [0, 0.5]")
-    print(f"   {elapsed:.2f} s; loss {traj.loss[0]:.4f} -> {traj.loss[-1]:.4f}")
+    labels = rng.integers(0, 10, P)
+    model = mlp(784, (256, 256), 10, dtype=torch.float64)
+    arrays = read_mlp(model, X)
+    twin = gdln.ReLN.from_gates(arrays.weights, arrays.gates)
+    x, y = torch.as_tensor(X), torch.as_tensor(labels)
+    Y = np.eye(10)[labels]
+
+    def relu_steps() -> None:
+        net = copy.deepcopy(model)
+        train(net, x, y, steps=steps, lr=0.05, snapshot_steps=[0], progress=False)
+
+    def twin_steps() -> None:
+        gdln.gradient_descent(
+            twin.network, X, Y, twin.initial, 0.05, steps, twin.gates,
+            loss=gdln.CrossEntropy(), record_steps=[0, steps],
+        )  # fmt: skip
+
+    print(f"3. one step, 784-256-256-10, 1,000 samples, cross-entropy, float64 ({steps} steps)")
+    for threads in (None, 1):
+        with torch_threads(threads), threadpool_limits(threads, "blas"):
+            t_relu = best_time(relu_steps, 2, warmup=True) / steps
+            t_twin = best_time(twin_steps, 2, warmup=True) / steps
+        label = "default threads" if threads is None else "one thread"
+        print(
+            f"   {label:16s}: torch ReLU step {1e3 * t_relu:6.2f} ms, frozen-gate twin step "
+            f"{1e3 * t_twin:6.2f} ms, ratio twin / ReLU = {t_twin / t_relu:.2f} (target <= 1)"
+        )
 
 
 if __name__ == "__main__":
     routing_race()
     deep_chain()
-    per_unit_chain()
+    per_unit_step()

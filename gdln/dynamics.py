@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
+from scipy.linalg.blas import daxpy as axpy
 
 from gdln.correlations import gated_correlations, path_gradient
 from gdln.losses import Loss, SquaredError
@@ -37,7 +38,7 @@ from gdln.network import Array, Network, _as_column
 from gdln.ode import DivergenceError, check_solver, solve_flow
 from gdln.reduction import ModeBasis, project
 from gdln.schedule import GateSchedule
-from gdln.threads import blas_threads
+from gdln.threads import blas_threads, one_blas_thread
 from gdln.trajectory import Trajectory, check_times
 
 Gates = Mapping[str, Array]
@@ -58,13 +59,27 @@ class _Layout:
     For a complete layered network (``Network.layers``) theta holds one dense matrix per layer,
     (n_{k+1} stacked, n_k stacked), whose blocks are the edge weights; otherwise one block per
     edge.
+
+    Input kernel (dense layout, few samples, ungated inputs): the first layer's gradient
+    -dL/dW_1 = -delta_1^T X always lies in the row space of the P inputs, so
+    W_1(t) = W_1(0) + Phi(t) X exactly, and theta holds Phi^T (P, n_1) instead of W_1 (n_1, d).
+    Its pre-activations are X W_1^T = X W_1(0)^T + K Phi^T with K = X X^T, and -dL/dPhi^T =
+    -delta_1 needs no product at all: the first layer costs P^2 n_1 multiply-adds per
+    evaluation instead of 2 P d n_1, a saving when P < 2 d (used for P <= 1.5 d).
     """
 
-    def __init__(self, network: Network, dense: bool) -> None:
+    def __init__(
+        self,
+        network: Network,
+        dense: bool,
+        kernel_inputs: Array | None = None,
+        reference: Mapping[str, Array] | None = None,
+    ) -> None:
         self.net = network
         self.dense = dense
         self.blocks: dict[str, tuple[int, slice, slice]] = {}
         self.matrices: list[tuple[slice, tuple[int, int]]] = []
+        self.kernel = dense and kernel_inputs is not None
         offset = 0
         if dense:
             layers = network.layers
@@ -73,6 +88,8 @@ class _Layout:
             self.widths = [sum(network.sizes[v] for v in layer) for layer in layers]
             for k in range(len(layers) - 1):
                 shape = (self.widths[k + 1], self.widths[k])
+                if k == 0 and self.kernel:
+                    shape = (kernel_inputs.shape[0], self.widths[1])  # Phi^T
                 self.matrices.append((slice(offset, offset + shape[0] * shape[1]), shape))
                 offset += shape[0] * shape[1]
                 for e in network.edges.values():
@@ -86,6 +103,15 @@ class _Layout:
                 self.blocks[name] = (len(self.matrices) - 1, slice(None), slice(None))
                 offset += shape[0] * shape[1]
         self.size = offset
+        if self.kernel:
+            assert reference is not None
+            self.x0 = kernel_inputs
+            self.W1_ref = np.zeros((self.widths[1], self.widths[0]))
+            for name, (k, rows, cols) in self.blocks.items():
+                if k == 0:
+                    self.W1_ref[rows, cols] = reference[name]
+            self.K = self.x0 @ self.x0.T
+            self.A0 = self.x0 @ self.W1_ref.T
 
     def _offsets(self, layer: tuple[str, ...]) -> dict[str, slice]:
         out, start = {}, 0
@@ -99,16 +125,46 @@ class _Layout:
         return [theta[sl].reshape(shape) for sl, shape in self.matrices]
 
     def pack(self, weights: Mapping[str, Array]) -> Array:
+        """theta of the weights (with the input kernel: of the reference weights, Phi = 0)."""
         theta = np.zeros(self.size)
         mats = self.views(theta)
         for name, (k, rows, cols) in self.blocks.items():
-            mats[k][rows, cols] = weights[name]
+            if not (k == 0 and self.kernel):
+                mats[k][rows, cols] = weights[name]
         return theta
 
-    def unpack(self, theta: Array) -> dict[str, Array]:
-        """{edge: weight}, copies."""
+    def unpack(self, theta: Array, direction: bool = False) -> dict[str, Array]:
+        """{edge: weight} (copies) of a state theta, or of a direction (a gradient) of it."""
         mats = self.views(theta)
+        if self.kernel:
+            mats[0] = mats[0].T @ self.x0 + (0.0 if direction else self.W1_ref)
         return {name: mats[k][rows, cols].copy() for name, (k, rows, cols) in self.blocks.items()}
+
+    @classmethod
+    def choose(
+        cls,
+        network: Network,
+        x: Mapping[str, Array],
+        gate_names: set[str],
+        form: str,
+        reference: Mapping[str, Array],
+    ) -> _Layout:
+        """The fastest exact layout: dense if the network is complete layered (layers form, no
+        edge gates), with the input kernel if moreover the inputs are ungated and few."""
+        dense = _can_be_dense(network, gate_names, form)
+        if not dense or gate_names & set(network.inputs):
+            return cls(network, dense)
+        layers = network.layers
+        assert layers is not None
+        x0 = np.concatenate([x[u] for u in layers[0]], axis=1)
+        n_samples, d = x0.shape
+        if n_samples <= min(1.5 * d, MAX_KERNEL_SAMPLES):
+            return cls(network, dense, x0, reference)
+        return cls(network, dense)
+
+
+#: the input kernel K = X X^T is (P, P): not for more samples than this
+MAX_KERNEL_SAMPLES = 4096
 
 
 class _Problem:
@@ -169,6 +225,9 @@ class _Problem:
         if self.gate[0] is not None:
             self.x0 = self.x0 * self.gate[0]
         self.out_slices = self.layout.offsets[-1]
+        widths = self.layout.widths[1:]
+        self._h = [np.empty((self.n_samples, w)) for w in widths]
+        self._delta = [np.empty((self.n_samples, w)) for w in widths]
 
     def pack(self, weights: Mapping[str, Array]) -> Array:
         return self.layout.pack(self.net.check_weights(weights))
@@ -177,9 +236,16 @@ class _Problem:
         return self.layout.unpack(theta)
 
     def _dense_forward(self, mats: list[Array]) -> list[Array]:
+        """Activities of every layer, in the problem's work buffers (overwritten by the next
+        call: fresh arrays of this size would cost page faults at every evaluation)."""
         h = [self.x0]
         for k, W in enumerate(mats):
-            a = h[-1] @ W.T
+            a = self._h[k]
+            if k == 0 and self.layout.kernel:  # X W_1^T = X W_1(0)^T + K Phi^T
+                np.matmul(self.layout.K, W, out=a)
+                a += self.layout.A0
+            else:
+                np.matmul(h[-1], W.T, out=a)
             g = self.gate[k + 1]
             if g is not None:
                 a *= g
@@ -201,23 +267,30 @@ class _Problem:
         _, h = self.net._forward(W, self.x, self.g)
         return self.loss.value({v: h[v] for v in self.net.outputs}, self.y)
 
-    def rhs(self, theta: Array) -> Array:
-        """-dL/dtheta."""
+    def rhs(self, theta: Array, out: Array | None = None) -> Array:
+        """-dL/dtheta, in ``out`` if given (else a fresh array)."""
         if not self.layout.dense:
             return self.layout.pack(self.descent(self.unpack(theta)))
         mats = self.layout.views(theta)
         h = self._dense_forward(mats)
         grads = self.loss.gradient(self._outputs(h[-1]), self.y)
-        delta = -np.concatenate([grads[v] for v in self.out_slices], axis=1)
-        out = np.empty_like(theta)
+        delta = self._delta[-1]
+        for v, sl in self.out_slices.items():
+            np.negative(grads[v], out=delta[:, sl])
+        if not np.isfinite(delta.sum()):  # any NaN or inf in theta reaches the outputs
+            raise DivergenceError("the outputs are NaN or inf: the weights diverged")
+        out = np.empty_like(theta) if out is None else out
         dmats = self.layout.views(out)
         for k in range(len(mats) - 1, -1, -1):
             g = self.gate[k + 1]
             if g is not None:
                 delta *= g
-            np.matmul(delta.T, h[k], out=dmats[k])
+            if k == 0 and self.layout.kernel:
+                dmats[0][...] = delta  # -dL/dPhi^T = -delta_1
+            else:
+                np.matmul(delta.T, h[k], out=dmats[k])
             if k > 0:
-                delta = delta @ mats[k]
+                delta = np.matmul(delta, mats[k], out=self._delta[k - 1])
         return out
 
     def descent(self, W: Mapping[str, Array]) -> dict[str, Array]:
@@ -260,7 +333,8 @@ def loss_gradient(
 ) -> dict[str, Array]:
     """dL/dW_e for every edge (see the module docstring for the two forms)."""
     problem = _Problem(network, X, Y, gates, loss or SquaredError(), form)
-    return {k: -v for k, v in problem.unpack(problem.rhs(problem.pack(weights))).items()}
+    descent = problem.layout.unpack(problem.rhs(problem.pack(weights)), direction=True)
+    return {k: -v for k, v in descent.items()}
 
 
 class _Gating:
@@ -276,6 +350,7 @@ class _Gating:
         schedule: GateSchedule | None,
         loss: Loss,
         form: Literal["layers", "paths"],
+        initial: Mapping[str, Array],
     ) -> None:
         if gates is not None and schedule is not None:
             raise ValueError("give constant gates or a gate schedule, not both")
@@ -283,7 +358,9 @@ class _Gating:
         self.args = (network, X, Y)
         self.loss, self.form = loss, form
         names = set().union(*(set(g) for g in self.schedule.gates))
-        self.layout = _Layout(network, _can_be_dense(network, names, form))
+        self.initial = network.check_weights(initial)
+        x = network.check_inputs(X)
+        self.layout = _Layout.choose(network, x, names, form, self.initial)
         self._problems: dict[int, _Problem] = {}
         self.problem(0)  # checks the arguments before any long work
 
@@ -303,7 +380,9 @@ class _Records:
     ) -> None:
         self.times, self.layout, self.callback = times, layout, callback
         self.loss = np.full(len(times), np.nan)
-        self.weights: list[dict[str, Array]] | None = [] if keep_weights else None
+        self.weights: list[dict[str, Array] | None] | None = (
+            [None] * len(times) if keep_weights else None
+        )
 
     def __call__(self, k: int, theta: Array, problem: _Problem) -> None:
         self.loss[k] = problem.loss_at(theta)
@@ -311,7 +390,7 @@ class _Records:
             return
         W = self.layout.unpack(theta)
         if self.weights is not None:
-            self.weights.append(W)
+            self.weights[k] = W
         if self.callback is not None:
             self.callback(k, float(self.times[k]), W)
 
@@ -392,9 +471,9 @@ def integrate(
     """
     times = check_times(times, tau)
     check_solver(solver)
-    gating = _Gating(network, X, Y, gates, schedule, loss or SquaredError(), form)
+    gating = _Gating(network, X, Y, gates, schedule, loss or SquaredError(), form, initial)
     records = _Records(times, gating.layout, callback, with_weights)
-    theta = gating.layout.pack(network.check_weights(initial))
+    theta = gating.layout.pack(gating.initial)
     owner = np.array([gating.schedule.piece_at(t) for t in times])
     nfev = 0
     for j, start, stop in gating.schedule.pieces(float(times[-1])):
@@ -455,34 +534,50 @@ def gradient_descent(
     schedule: GateSchedule | None = None,
     callback: Callback | None = None,
     with_weights: bool = True,
+    record_steps: Sequence[int] | None = None,
 ) -> Trajectory:
     """Full-batch gradient descent W <- W - (eta / tau) dL/dW, recorded every ``record_every``
-    steps at t = k eta (the Euler discretisation of ``integrate``'s flow). With a ``schedule``
-    step k uses the gates in force at t = k eta; ``callback`` and ``with_weights`` as in
-    :func:`integrate`."""
+    steps (or at the increasing steps ``record_steps``, within 0 .. n_steps) at t = k eta: the
+    Euler discretisation of ``integrate``'s flow. With a ``schedule`` step k uses the gates in
+    force at t = k eta; ``callback`` and ``with_weights`` as in :func:`integrate`."""
     if not (eta > 0 and np.isfinite(eta)) or n_steps < 0 or record_every < 1:
         raise ValueError("need a finite eta > 0, n_steps >= 0 and record_every >= 1")
-    gating = _Gating(network, X, Y, gates, schedule, loss or SquaredError(), form)
-    steps = np.arange(0, n_steps + 1, record_every)
+    if record_steps is None:
+        steps = np.arange(0, n_steps + 1, record_every)
+    else:
+        steps = np.asarray(record_steps, dtype=np.int64)
+        if steps.ndim != 1 or not steps.size or steps[0] < 0 or steps[-1] > n_steps:
+            raise ValueError(f"record_steps must lie in 0 .. n_steps = {n_steps}")
+        if np.any(np.diff(steps) <= 0):
+            raise ValueError("record_steps must increase strictly")
+    gating = _Gating(network, X, Y, gates, schedule, loss or SquaredError(), form, initial)
     times = eta * steps.astype(np.float64)
     records = _Records(times, gating.layout, callback, with_weights)
     theta = gating.layout.pack(network.check_weights(initial))
     step_size = eta / tau
     record = 0
+    step: Array | None = None
     with blas_threads(gating.problem(0).work):
         for k in range(n_steps + 1):
             problem = gating.problem(gating.schedule.piece_at(k * eta))
             with np.errstate(over="ignore", invalid="ignore"):
-                if k % record_every == 0:
+                if record < len(steps) and k == steps[record]:
                     records(record, theta, problem)
                     record += 1
-                if k == n_steps:
+                if k == steps[-1]:
                     break
-                theta += step_size * problem.rhs(theta)
-            if not np.all(np.isfinite(theta)):
-                raise DivergenceError(
-                    f"gradient descent diverged (NaN/inf) at step {k + 1} with eta = {eta}; "
-                    "use a smaller step"
-                )
+                try:  # the dense form checks its outputs, which NaN or inf in theta reach
+                    step = problem.rhs(theta, out=step)
+                    with one_blas_thread():
+                        axpy(step, theta, a=step_size)  # theta += step_size * step
+                        if not (gating.layout.dense or np.isfinite(theta.sum())):
+                            raise DivergenceError("NaN or inf in the weights")
+                except DivergenceError as err:
+                    raise DivergenceError(
+                        f"gradient descent diverged (NaN/inf) by step {k + 1} with eta = {eta}; "
+                        "use a smaller step"
+                    ) from err
+    if not np.isfinite(theta.sum()):
+        raise DivergenceError(f"gradient descent diverged (NaN/inf) with eta = {eta}")
     attrs = {"eta": eta, "form": form, "loss": gating.loss.name}
     return _trajectory(network, times, records, "gradient_descent", tau, modes, attrs)

@@ -78,9 +78,18 @@ def solve_flow(
         k += 1
     if k == len(times):
         return 0
+    first = k  # the records at t = 0 are done
     if solver == "RKC":
         try:
-            return rkc(counted, times[-1], theta0, times, rtol, atol, record=checked).nfev
+            return rkc(
+                counted,
+                times[-1],
+                theta0,
+                times[first:],
+                rtol,
+                atol,
+                record=lambda i, theta: checked(first + i, theta),
+            ).nfev
         except FloatingPointError as err:
             if isinstance(err, DivergenceError):
                 raise

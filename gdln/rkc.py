@@ -20,7 +20,9 @@ Stages, with w0 = 1 + eps/s^2, w1 = T_s'(w0)/T_s''(w0), b_j = T_j''(w0)/T_j'(w0)
 
 y_{n+1} = Y_s. Local error estimate (their eq. 2.7):
 (1/15) [12 (y_n - y_{n+1}) + 6 h (F(y_n) + F(y_{n+1}))]. Values between steps come from cubic
-Hermite interpolation with the two end slopes.
+Hermite interpolation with the two end slopes. The stage combinations are done in place in
+preallocated buffers with one-thread BLAS axpy (:func:`gdln.threads.one_blas_thread`): on large
+states they otherwise cost more than the evaluations of F.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ from functools import lru_cache
 import numpy as np
 from scipy.linalg.blas import daxpy as axpy
 from scipy.linalg.blas import dnrm2 as nrm2
+
+from gdln.threads import one_blas_thread
 
 Array = np.ndarray
 
@@ -150,22 +154,25 @@ def rkc(
         cur += y
         for j in range(2, s + 1):
             nxt = next(b for b in pool if b is not prev and b is not cur)
-            np.multiply(y, 1 - mu[j] - nu[j], out=nxt)
-            axpy(cur, nxt, a=mu[j])
-            axpy(prev, nxt, a=nu[j])
-            axpy(F(cur), nxt, a=mu_t[j] * h)
-            axpy(f, nxt, a=gamma_t[j] * h)
+            F_cur = F(cur)
+            with one_blas_thread():
+                np.multiply(y, 1 - mu[j] - nu[j], out=nxt)
+                axpy(cur, nxt, a=mu[j])
+                axpy(prev, nxt, a=nu[j])
+                axpy(F_cur, nxt, a=mu_t[j] * h)
+                axpy(f, nxt, a=gamma_t[j] * h)
             prev, cur = cur, nxt
         f_new = F(cur)
-        np.subtract(y, cur, out=est)  # est = (12 (y - cur) + 6 h (f + f_new)) / 15
-        axpy(f, est, a=0.5 * h)
-        axpy(f_new, est, a=0.5 * h)
-        np.abs(y, out=scale)
-        np.maximum(scale, np.abs(cur, out=work), out=scale)
-        scale *= rtol
-        scale += atol
-        est /= scale
-        err = 0.8 * float(nrm2(est)) / np.sqrt(y.size)
+        with one_blas_thread():
+            np.subtract(y, cur, out=est)  # est = (12 (y - cur) + 6 h (f + f_new)) / 15
+            axpy(f, est, a=0.5 * h)
+            axpy(f_new, est, a=0.5 * h)
+            np.abs(y, out=scale)
+            np.maximum(scale, np.abs(cur, out=work), out=scale)
+            scale *= rtol
+            scale += atol
+            est /= scale
+            err = 0.8 * float(nrm2(est)) / np.sqrt(y.size)
         if not np.isfinite(err):
             raise FloatingPointError(f"RKC produced NaN or inf at t = {t:.6g}")
         if err > 1.0:  # reject
@@ -178,10 +185,11 @@ def rkc(
             x = (t_eval[k_eval] - t) / h  # cubic Hermite on [t, t + h]
             h00, h10 = 2 * x**3 - 3 * x**2 + 1, x**3 - 2 * x**2 + x
             h01, h11 = -2 * x**3 + 3 * x**2, x**3 - x**2
-            np.multiply(y, h00, out=work)
-            axpy(f, work, a=h10 * h)
-            axpy(cur, work, a=h01)
-            axpy(f_new, work, a=h11 * h)
+            with one_blas_thread():
+                np.multiply(y, h00, out=work)
+                axpy(f, work, a=h10 * h)
+                axpy(cur, work, a=h01)
+                axpy(f_new, work, a=h11 * h)
             keep(k_eval, work)
             k_eval += 1
         pool[next(i for i, b in enumerate(pool) if b is cur)] = y  # old state: a stage buffer

@@ -6,9 +6,10 @@ model, so they live only inside :func:`relu_hooks`, which removes them in ``fina
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -59,17 +60,21 @@ def activation_patterns(model: nn.Module, x: Tensor) -> list[Tensor]:
     return [mask.reshape(mask.shape[0], -1) for _, mask in records]
 
 
-def gate_flip_fraction(before: list[Tensor], after: list[Tensor]) -> list[float]:
+def gate_flip_fraction(
+    before: Sequence[Tensor | np.ndarray], after: Sequence[Tensor | np.ndarray]
+) -> list[float]:
     """Per layer, the fraction of (sample, unit) gates that differ between two patterns.
 
-    ``before`` and ``after`` are lists (one entry per ReLU layer) of bool tensors
-    (sample, width) read on the same samples, e.g. at two snapshots of training.
+    ``before`` and ``after`` are lists (one entry per ReLU layer) of (sample, width) gates,
+    bool tensors or 0/1 arrays (``relu_lens.read_mlp``), read on the same samples, e.g. at two
+    snapshots of training.
     """
     if len(before) != len(after):
         raise ValueError(f"patterns have {len(before)} and {len(after)} layers")
     fractions = []
     for layer, (a, b) in enumerate(zip(before, after, strict=True)):
+        a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
         if a.shape != b.shape:
             raise ValueError(f"layer {layer}: shapes {tuple(a.shape)} and {tuple(b.shape)} differ")
-        fractions.append(float((a != b).float().mean()))
+        fractions.append(float(np.mean(a != b)))
     return fractions

@@ -3,7 +3,9 @@
 A bias-free ReLU MLP f(x) = W_L D_{L-1}(x) ... D_1(x) W_1 x is trained by full-batch gradient
 descent (mean cross-entropy, step eta; clock t = steps * eta). At snapshot k its gates D_l(x)
 are read on the training and held-out sets and frozen: the network becomes a gated deep linear
-network (Saxe et al. 2022) with per-unit node gates, started from the ReLU weights at k and
+network (Saxe et al. 2022) with per-unit node gates, the frozen-gate twin
+``gdln.ReLN.from_gates(weights_k, gates_k)`` of the arrays ``relu_lens.read_mlp`` reads,
+started from the ReLU weights at k and
 trained with the same loss (cross-entropy on its gated-linear outputs, ``gdln.CrossEntropy``)
 and the same steps (``gdln.gradient_descent``, or the exact flow ``gdln.integrate`` with
 ``theory="flow"``). Its effective map W_eff(x, t) = sum_p g_p(x) W_p(t) = W_L(t) D_{L-1}(x) ...
@@ -26,9 +28,10 @@ from matplotlib.figure import Figure
 from tqdm.auto import tqdm
 
 import gdln
+from relu_lens import read_mlp
 from relu_lens.data import mnist_split
 from relu_lens.effective import effective_weights
-from relu_lens.gates import activation_patterns, gate_flip_fraction
+from relu_lens.gates import gate_flip_fraction
 from relu_lens.metrics import class_metrics, tsne_embedding
 from relu_lens.models import mlp
 from relu_lens.recorders import CallbackRecorder
@@ -36,11 +39,17 @@ from relu_lens.train import log_spaced_steps, train
 from studies import io
 
 NAME = "weff_theory"
+N_CLASSES = 10
 
 
 @dataclass(frozen=True)
 class Config:
-    """Settings of one run (full-batch GD on both sides; ``time`` is step * lr)."""
+    """Settings of one run (full-batch GD on both sides; ``time`` is step * lr).
+
+    ``theory``: "gd" (the twin takes the ReLU net's own gradient-descent steps) or "flow" (its
+    exact gradient flow, RKC at relative tolerance ``flow_rtol``); ``check_step`` re-runs the
+    ReLU net at half the step, which measures how far the steps are from the flow.
+    """
 
     widths: tuple[int, ...] = (256, 256)
     n_train: int = 1000
@@ -50,6 +59,7 @@ class Config:
     n_snapshots: int = 16
     n_k: int = 5
     theory: str = "gd"
+    flow_rtol: float = 1e-4
     check_step: bool = True
     tsne_k_index: int = 1
     standardize: bool = True
@@ -62,6 +72,8 @@ class Config:
             raise ValueError(f"theory must be 'gd' or 'flow', got {self.theory!r}")
         if self.n_k < 1 or self.n_snapshots < 2 or self.steps < 1 or self.lr <= 0:
             raise ValueError("need n_k >= 1, n_snapshots >= 2, steps >= 1 and lr > 0")
+        if not self.flow_rtol > 0:
+            raise ValueError(f"flow_rtol must be positive, got {self.flow_rtol}")
 
 
 PRESETS = {
@@ -74,12 +86,13 @@ PRESETS = {
 
 @dataclass
 class ReluRun:
-    """Snapshots of a full-batch ReLU run: steps, weights per layer, gates, losses."""
+    """Snapshots of a full-batch ReLU run: steps, layer weights and gates (train and held-out
+    samples, as numpy arrays: what the twin is built from), losses."""
 
     steps: list[int]
     weights: list[list[np.ndarray]]
-    gates_train: list[list[torch.Tensor]]
-    gates_test: list[list[torch.Tensor]]
+    gates_train: list[list[np.ndarray]]
+    gates_test: list[list[np.ndarray]]
     loss: list[float]
 
 
@@ -94,14 +107,14 @@ def relu_run(
 ) -> ReluRun:
     """Train the bias-free MLP by full-batch GD in float64 and keep what the theory needs."""
     torch.manual_seed(config.seed)
-    model = mlp(xtr.shape[1], config.widths, 10, dtype=torch.float64).to(xtr.device)
-    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
+    model = mlp(xtr.shape[1], config.widths, N_CLASSES, dtype=torch.float64).to(xtr.device)
 
     def snapshot(m: torch.nn.Module) -> dict[str, object]:
+        train_arrays = read_mlp(m, xtr)
         return {
-            "weights": [lin.weight.detach().cpu().numpy().copy() for lin in linears],
-            "gates_train": activation_patterns(m, xtr),
-            "gates_test": activation_patterns(m, xte),
+            "weights": train_arrays.weights,
+            "gates_train": train_arrays.gates,
+            "gates_test": read_mlp(m, xte).gates,
             "loss": float(torch.nn.functional.cross_entropy(m(xtr), ytr)),
         }
 
@@ -127,31 +140,10 @@ def relu_run(
     )
 
 
-def frozen_gate_network(widths: tuple[int, ...]) -> gdln.Network:
-    """The GDLN twin of the MLP: chain x -> h1 -> ... -> y with per-unit gates on h_l."""
-    return gdln.chain([784, *widths, 10])
-
-
-def gate_dict(gates: list[torch.Tensor]) -> dict[str, np.ndarray]:
-    """ReLU activation patterns as GDLN node gates {h_l: (sample, width)}."""
-    return {f"h{l + 1}": g.cpu().numpy().astype(np.float64) for l, g in enumerate(gates)}
-
-
-def weight_dict(weights: list[np.ndarray]) -> dict[str, np.ndarray]:
-    return {f"W{l + 1}": w for l, w in enumerate(weights)}
-
-
-def predicted_weff(
-    net: gdln.Network, weights: dict[str, np.ndarray], gates: dict[str, np.ndarray]
-) -> np.ndarray:
-    """W_eff(x) = sum_p g_p(x) W_p of the GDLN for every sample: (sample, out, in)."""
-    n = next(iter(gates.values())).shape[0]
-    return net.effective_map(weights, gates, n)[("y", "x")]
-
-
-def measured_weff(config: Config, weights: list[np.ndarray], x: torch.Tensor) -> np.ndarray:
-    """W_eff(x) of the ReLU net with the given weights: (sample, out, in)."""
-    model = mlp(x.shape[1], config.widths, 10, dtype=torch.float64)
+def measured_weff(weights: list[np.ndarray], x: torch.Tensor) -> np.ndarray:
+    """W_eff(x) of the bias-free ReLU MLP with these layer weights: (sample, out, in)."""
+    model = mlp(weights[0].shape[1], [w.shape[0] for w in weights[:-1]], weights[-1].shape[0])
+    model = model.to(torch.float64)
     with torch.no_grad():
         for lin, w in zip(
             [m for m in model if isinstance(m, torch.nn.Linear)], weights, strict=True
@@ -168,23 +160,25 @@ def rel_error(pred: np.ndarray, meas: np.ndarray) -> float:
 
 
 def theory_run(
-    config: Config, net: gdln.Network, run: ReluRun, k: int, X: np.ndarray, Y: np.ndarray
-) -> list[dict[str, np.ndarray]]:
-    """GDLN weights at every snapshot from k on, gates frozen at snapshot k."""
-    gates = gate_dict(run.gates_train[k])
-    W = weight_dict(run.weights[k])
-    out = [W]
+    config: Config, run: ReluRun, k: int, X: np.ndarray, Y: np.ndarray
+) -> tuple[gdln.ReLN, list[dict[str, np.ndarray]]]:
+    """The frozen-gate twin of snapshot k (``gdln.ReLN.from_gates``) and its weights at every
+    snapshot from k on: the same gradient-descent steps as the ReLU net (``theory="gd"``) or
+    the exact flow (``theory="flow"``, RKC), both with the mean cross-entropy."""
+    twin = gdln.ReLN.from_gates(run.weights[k], run.gates_train[k])
+    steps = np.array(run.steps[k:]) - run.steps[k]
     loss = gdln.CrossEntropy()
     if config.theory == "flow":
-        times = config.lr * (np.array(run.steps[k:], dtype=np.float64) - run.steps[k])
-        traj = gdln.integrate(net, X, Y, W, times, gates=gates, loss=loss, rtol=1e-6, atol=1e-9)
-        return [traj.weights_at(j) for j in range(len(times))]
-    for a, b in zip(run.steps[k:-1], run.steps[k + 1 :], strict=True):
+        traj = gdln.integrate(
+            twin.network, X, Y, twin.initial, config.lr * steps, twin.gates, loss=loss,
+            solver="RKC", rtol=config.flow_rtol, atol=1e-9,
+        )  # fmt: skip
+    else:
         traj = gdln.gradient_descent(
-            net, X, Y, out[-1], config.lr, b - a, gates=gates, record_every=b - a, loss=loss
-        )
-        out.append(traj.weights_at(len(traj.time) - 1))
-    return out
+            twin.network, X, Y, twin.initial, config.lr, int(steps[-1]), twin.gates, loss=loss,
+            record_steps=steps,
+        )  # fmt: skip
+    return twin, [traj.weights_at(j) for j in range(len(steps))]
 
 
 def _attrs(long_name: str, units: str = "1") -> dict[str, str]:
@@ -205,14 +199,13 @@ def run(config: Config) -> xr.Dataset:
     n_t = len(snaps)
     # snapshots are log-spaced in time, so k evenly spaced in snapshot index is log-spaced too
     k_idx = sorted(set(np.round(np.linspace(0, n_t - 2, config.n_k)).astype(int).tolist()))
-    net = frozen_gate_network(config.widths)
-    Y = np.eye(10)[ytr]
+    Y = np.eye(N_CLASSES)[ytr]
     layers = len(config.widths)
 
     # measured W_eff is recomputed when needed (cheap) rather than held for every snapshot
     meas_metrics, meas_acc = [], []
     for w in run_.weights:
-        meas = measured_weff(config, w, xte)
+        meas = measured_weff(w, xte)
         meas_metrics.append(class_metrics(meas, yte))
         meas_acc.append(float(np.mean(np.einsum("soi,si->so", meas, Xte).argmax(1) == yte)))
 
@@ -221,19 +214,19 @@ def run(config: Config) -> xr.Dataset:
     tsne_pred = np.full((len(yte), 2), np.nan)
     tsne_k = k_idx[min(config.tsne_k_index, len(k_idx) - 1)]
     for row, k in enumerate(tqdm(k_idx, desc="GDLN from snapshot k", leave=False)):
-        test_gates = gate_dict(run_.gates_test[k])
-        train_gates = gate_dict(run_.gates_train[k])
-        for j, W in enumerate(theory_run(config, net, run_, k, Xtr, Y), start=k):
-            pred = predicted_weff(net, W, test_gates)
-            err[row, j] = rel_error(pred, measured_weff(config, run_.weights[j], xte))
+        twin, weights = theory_run(config, run_, k, Xtr, Y)
+        test_gates = twin.gates_from(run_.gates_test[k])
+        for j, W in enumerate(weights, start=k):
+            pred = twin.network.effective_map(W, test_gates)[("y", "x")]
+            err[row, j] = rel_error(pred, measured_weff(run_.weights[j], xte))
             metrics = class_metrics(pred, yte)
             ratio_p[row, j], sil_p[row, j] = metrics["ratio_inter_intra"], metrics["silhouette"]
             acc_p[row, j] = np.mean(np.einsum("soi,si->so", pred, Xte).argmax(1) == yte)
-            logits = net.forward(W, Xtr, train_gates)["y"]
+            logits = twin.network.forward(W, Xtr, twin.gates)["y"]
             loss_t[row, j] = gdln.CrossEntropy().value({"y": logits}, {"y": Y})
             if k == tsne_k and j == n_t - 1:
                 tsne_pred = tsne_embedding(pred, seed=config.seed)
-    tsne_meas = tsne_embedding(measured_weff(config, run_.weights[-1], xte), seed=config.seed)
+    tsne_meas = tsne_embedding(measured_weff(run_.weights[-1], xte), seed=config.seed)
 
     flips = np.full((n_t, layers), np.nan)  # no previous snapshot at t = 0
     flips_final = np.zeros((n_t, layers))
@@ -249,8 +242,8 @@ def run(config: Config) -> xr.Dataset:
             config, xtr, ttr, xte, config.lr / 2, 2 * config.steps, [2 * s for s in snaps]
         )
         for j, w in enumerate(half.weights):
-            full = measured_weff(config, run_.weights[j], xte)
-            halving[j] = rel_error(measured_weff(config, w, xte), full)
+            full = measured_weff(run_.weights[j], xte)
+            halving[j] = rel_error(measured_weff(w, xte), full)
             halving_loss[j] = abs(half.loss[j] - run_.loss[j]) / run_.loss[j]
 
     ratio_m = np.array([m["ratio_inter_intra"] for m in meas_metrics])
@@ -351,7 +344,7 @@ def run(config: Config) -> xr.Dataset:
             "component": ("component", np.arange(2), _attrs("t-SNE component")),
         },
         attrs={
-            "architecture": "-".join(map(str, [784, *config.widths, 10])),
+            "architecture": "-".join(map(str, [Xtr.shape[1], *config.widths, N_CLASSES])),
             "loss_function": "mean cross-entropy on both sides; clock t = step * lr",
             "theory": config.theory,
             "tsne_k": int(snaps[tsne_k]),

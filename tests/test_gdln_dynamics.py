@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import gdln
-from gdln.dynamics import DivergenceError, _Problem
+from gdln.dynamics import DivergenceError, _Layout, _Problem
 from gdln.network import GateError
 
 
@@ -168,3 +168,31 @@ def test_bad_time_grids_and_sample_counts() -> None:
         gdln.integrate(net, X, Y, W, [1.0, 0.5], gates)
     with pytest.raises(ValueError, match="numbers of samples"):
         gdln.integrate(net, X, {k: v[:-1] for k, v in Y.items()}, W, [1.0], gates)
+
+
+@pytest.mark.parametrize("n_samples", [6, 40])
+def test_dense_and_kernel_forms_are_the_edge_by_edge_flow(n_samples: int) -> None:
+    """A chain runs as dense layers, with the input kernel W_1 = W_1(0) + Phi X when the
+    samples are few (6 <= 1.5 x 10 inputs); an edge gate of ones forces the edge-by-edge form.
+    All are the same flow and the same gradient descent."""
+    rng = np.random.default_rng(8)
+    net = gdln.chain([10, 7, 5, 3])
+    X, Y = rng.normal(size=(n_samples, 10)), rng.normal(size=(n_samples, 3))
+    gates = {
+        "h1": (rng.random((n_samples, 7)) < 0.6).astype(float),
+        "h2": rng.uniform(size=(n_samples, 5)),
+    }
+    W0 = {e: 0.5 * rng.normal(size=net.weight_shape(e)) for e in net.edges}
+    plain = {**gates, "W2": np.ones(n_samples)}
+    assert _Problem(net, X, Y, plain, gdln.SquaredError(), "layers").layout.dense is False
+    layout = _Layout.choose(net, {"x": X}, set(gates), "layers", W0)
+    assert layout.dense and layout.kernel == (n_samples == 6)
+    times = [0.0, 0.3, 1.0]
+    a = gdln.integrate(net, X, Y, W0, times, gates, rtol=1e-11, atol=1e-13)
+    b = gdln.integrate(net, X, Y, W0, times, plain, rtol=1e-11, atol=1e-13)
+    c = gdln.gradient_descent(net, X, Y, W0, 0.05, 20, gates, record_every=10)
+    d = gdln.gradient_descent(net, X, Y, W0, 0.05, 20, plain, record_every=10)
+    for e in net.edges:
+        np.testing.assert_allclose(a.weights[e], b.weights[e], rtol=1e-8, atol=1e-11)
+        np.testing.assert_allclose(c.weights[e], d.weights[e], rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(a.loss, b.loss, rtol=1e-9)

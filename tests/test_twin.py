@@ -20,12 +20,15 @@ from relu_lens.models import mlp
 from relu_lens.train import loss_fn, train
 
 
-def random_net(depth: int, seed: int) -> tuple[torch.nn.Sequential, torch.Tensor, torch.Tensor]:
-    """A bias-free float64 MLP 5 -> 7 -> ... -> 3 with `depth` hidden layers, 11 samples."""
+def random_net(
+    depth: int, seed: int, n_in: int = 5
+) -> tuple[torch.nn.Sequential, torch.Tensor, torch.Tensor]:
+    """A bias-free float64 MLP n_in -> 7 -> ... -> 3 with `depth` hidden layers, 11 samples
+    (with n_in >= 8 the flow runs its first layer through the input kernel, P <= 1.5 d)."""
     torch.manual_seed(seed)
     widths = (7, 6, 8)[:depth]
-    model = mlp(5, widths, 3, dtype=torch.float64)
-    X = torch.randn(11, 5, dtype=torch.float64)
+    model = mlp(n_in, widths, 3, dtype=torch.float64)
+    X = torch.randn(11, n_in, dtype=torch.float64)
     Y = torch.randn(11, 3, dtype=torch.float64)
     return model, X, Y
 
@@ -52,13 +55,16 @@ def test_frozen_gate_twin_has_the_relu_outputs_loss_and_gradient(depth: int) -> 
         np.testing.assert_allclose(grads[f"W{l + 1}"], g, rtol=1e-10, atol=1e-12 * np.abs(g).max())
 
 
-@pytest.mark.parametrize(("depth", "loss"), [(1, "mse"), (2, "mse"), (3, "mse"), (2, "ce")])
+@pytest.mark.parametrize(
+    ("depth", "loss", "n_in"),
+    [(1, "mse", 5), (2, "mse", 5), (3, "mse", 5), (2, "ce", 5), (1, "mse", 20), (3, "ce", 20)],
+)
 def test_frozen_gate_twin_descends_like_the_relu_net_while_no_gate_flips(
-    depth: int, loss: str
+    depth: int, loss: str, n_in: int
 ) -> None:
     """Same discrete steps in float64: the twin's gradient descent is the ReLU run (to 1e-8)
     over steps in which no gate flips (checked at every step)."""
-    model, X, Y = random_net(depth, seed=10 + depth)
+    model, X, Y = random_net(depth, seed=10 + depth, n_in=n_in)
     target = Y.argmax(dim=1) if loss == "ce" else Y
     start = read_mlp(model, X)
     recorder = ArrayRecorder(X)

@@ -9,10 +9,8 @@ import pytest
 import torch
 
 import gdln
-from relu_lens.gates import activation_patterns
+from relu_lens import read_mlp
 from relu_lens.models import mlp
-from relu_lens.recorders import CallbackRecorder
-from relu_lens.train import train
 from studies import weff_theory as wt
 
 
@@ -32,59 +30,21 @@ def test_cross_entropy_matches_torch():
 
 
 def test_prediction_at_its_own_snapshot_is_the_measurement():
-    """k at the snapshot, zero further time: sum_p g_p(x) W_p = W_eff(x) exactly."""
+    """k at the snapshot, zero further time: sum_p g_p(x) W_p = W_eff(x) exactly, on held-out
+    samples whose gates are read from the same snapshot."""
     torch.manual_seed(0)
-    config = wt.Config(widths=(9, 7))
-    model = mlp(784, config.widths, 10, dtype=torch.float64)
-    x = torch.randn(13, 784, dtype=torch.float64)
-    weights = [m.weight.detach().numpy() for m in model if isinstance(m, torch.nn.Linear)]
-    gates = wt.gate_dict(activation_patterns(model, x))
-    pred = wt.predicted_weff(wt.frozen_gate_network(config.widths), wt.weight_dict(weights), gates)
-    meas = wt.measured_weff(config, weights, x)
+    model = mlp(30, (9, 7), 4, dtype=torch.float64)
+    x_train, x_test = (
+        torch.randn(20, 30, dtype=torch.float64),
+        torch.randn(13, 30, dtype=torch.float64),
+    )
+    train_arrays = read_mlp(model, x_train)
+    twin = gdln.ReLN.from_gates(train_arrays.weights, train_arrays.gates)
+    test_gates = twin.gates_from(read_mlp(model, x_test).gates)
+    pred = twin.network.effective_map(twin.initial, test_gates)[("y", "x")]
+    meas = wt.measured_weff(train_arrays.weights, x_test)
     np.testing.assert_allclose(pred, meas, rtol=0, atol=1e-14)
     assert wt.rel_error(pred, meas) < 1e-14
-
-
-def test_gdln_equals_relu_run_while_gates_stay_put():
-    """Same discrete steps, float64: if no gate flips, the GDLN is the ReLU net (to 1e-8)."""
-    torch.manual_seed(1)
-    X = torch.randn(40, 6, dtype=torch.float64)
-    y = torch.randint(0, 3, (40,))
-    model = mlp(6, (8, 5), 3, dtype=torch.float64)
-    linears = [m for m in model if isinstance(m, torch.nn.Linear)]
-    W0 = {f"W{i + 1}": lin.weight.detach().numpy().copy() for i, lin in enumerate(linears)}
-    gates0 = activation_patterns(model, X)
-    rec = CallbackRecorder(lambda m: [lin.weight.detach().numpy().copy() for lin in linears])
-    train(
-        model,
-        X,
-        y,
-        steps=30,
-        lr=1e-3,
-        loss="cross_entropy",
-        snapshot_steps=[0, 30],
-        recorders=[rec],
-        progress=False,
-    )
-    assert all(
-        torch.equal(a, b) for a, b in zip(gates0, activation_patterns(model, X), strict=True)
-    ), "gates changed: pick a smaller lr"
-    net = gdln.chain([6, 8, 5, 3])
-    traj = gdln.gradient_descent(
-        net,
-        X.numpy(),
-        np.eye(3)[y.numpy()],
-        W0,
-        1e-3,
-        30,
-        gates=wt.gate_dict(gates0),
-        record_every=30,
-        loss=gdln.CrossEntropy(),
-    )
-    for i, w in enumerate(rec.values[-1]):
-        moved = np.abs(w - W0[f"W{i + 1}"]).max()
-        assert moved > 1e-6  # the run did move the weights
-        np.testing.assert_allclose(traj.weights_at(1)[f"W{i + 1}"], w, rtol=0, atol=1e-8 * moved)
 
 
 @pytest.fixture(scope="module")
@@ -126,3 +86,19 @@ def test_smoke_dataset(small_run):
         ds.ratio_rel_gap[-1], float((gap / ds.ratio_inter_intra_measured[last:]).max())
     )
     assert wt.summary(ds)["weff_rel_error_end_k0"] == float(ds.weff_rel_error[0, -1])
+
+
+def test_flow_theory_starts_at_the_measurement_and_stays_near_the_steps(small_run):
+    """theory="flow": the exact frozen-gate flow instead of the ReLU net's steps; it starts at
+    the measurement and, at this step size, stays within a few percent of the steps' twin."""
+    config = dataclasses.replace(
+        wt.PRESETS["quick"], widths=(32, 32), n_train=200, n_test=100, steps=120,
+        n_snapshots=6, n_k=3, theory="flow", check_step=False,
+    )  # fmt: skip
+    ds = wt.run(config)
+    assert ds.attrs["theory"] == "flow"
+    for i, k in enumerate(ds.k.values):
+        j = int(np.flatnonzero(ds.step.values == k)[0])
+        assert ds.weff_rel_error[i, j] < 1e-12
+    gap = np.abs(ds.weff_rel_error - small_run.weff_rel_error).max()
+    assert 0 < float(gap) < 0.05
