@@ -38,7 +38,7 @@ from gdln.network import Array, Network, _as_column
 from gdln.ode import DivergenceError, check_solver, solve_flow
 from gdln.reduction import ModeBasis, project
 from gdln.schedule import GateSchedule
-from gdln.threads import blas_threads, one_blas_thread
+from gdln.threads import blas_threads, vector_threads
 from gdln.trajectory import Trajectory, check_times
 
 Gates = Mapping[str, Array]
@@ -568,7 +568,7 @@ def gradient_descent(
                     break
                 try:  # the dense form checks its outputs, which NaN or inf in theta reach
                     step = problem.rhs(theta, out=step)
-                    with one_blas_thread():
+                    with vector_threads(theta.size):
                         axpy(step, theta, a=step_size)  # theta += step_size * step
                         if not (gating.layout.dense or np.isfinite(theta.sum())):
                             raise DivergenceError("NaN or inf in the weights")

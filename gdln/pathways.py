@@ -136,9 +136,18 @@ class _Pathways:
         onehot = np.eye(len(patterns))[which.ravel()]  # (sample, pattern)
         sizes = np.diff(self.hidden)
         self.d = np.repeat(patterns, sizes, axis=1)  # (pattern, H): d_q on the hidden units
-        self.sigma_xq = np.einsum("sq,si,sj->qij", onehot, x, x) / n_samples
-        self.sigma_yxq = np.einsum("sq,so,si->qoi", onehot, y, x) / n_samples
+        sigma_xq = np.einsum("sq,si,sj->qij", onehot, x, x) / n_samples
+        sigma_yxq = np.einsum("sq,so,si->qoi", onehot, y, x) / n_samples
         self.sigma_yy = float(np.sum(y**2) / n_samples)
+        # patterns side by side: [F_1, ..., F_Q] = W_out ([W_in, ..., W_in] * D), D the gates
+        # spread over (hidden unit, pattern x input); E = [Sigma_yx,q] - F blockdiag(Sigma_x,q)
+        n_q, n_x = len(patterns), x.shape[1]
+        self.D = np.repeat(self.d.T, n_x, axis=1)  # (H, pattern * n_x)
+        self.tile = np.tile(np.eye(n_x), (n_q, 1))  # (pattern * n_x, n_x): sums the patterns
+        self.sigma_x = np.zeros((n_q * n_x, n_q * n_x))
+        for q in range(n_q):
+            self.sigma_x[q * n_x : (q + 1) * n_x, q * n_x : (q + 1) * n_x] = sigma_xq[q]
+        self.sigma_yx = sigma_yxq.transpose(1, 0, 2).reshape(y.shape[1], n_q * n_x)
         self.shape_a = A.shape
         self.shape_b = (y.shape[1], A.shape[0])
         self.theta0 = np.concatenate([A.ravel(), (self.Q.T @ B).ravel()])
@@ -147,19 +156,11 @@ class _Pathways:
         n = self.shape_a[0] * self.shape_a[1]
         return theta[:n].reshape(self.shape_a), theta[n:].reshape(self.shape_b)
 
-    def effective(self, A: Array, B: Array) -> Array:
-        """F_q = W_out diag(d_q) W_in side by side, (n_y, pattern * n_x), and the scaled
-        inputs [diag(d_1) W_in, ..., diag(d_Q) W_in], (H, pattern * n_x)."""
-        DA = (self.d.T[:, :, None] * A[:, None, :]).reshape(A.shape[0], -1)
-        return B @ DA, DA
-
     def rhs(self, theta: Array) -> Array:
         A, B = self.unpack(theta)
-        (o, H), n_q, n_x = B.shape, len(self.d), A.shape[1]
-        F, DA = self.effective(A, B)
-        E = self.sigma_yxq - F.reshape(o, n_q, n_x).transpose(1, 0, 2) @ self.sigma_xq
-        E = E.transpose(1, 0, 2).reshape(o, n_q * n_x)  # [E_1, ..., E_Q]
-        dA = ((B.T @ E).reshape(H, n_q, n_x) * self.d.T[:, :, None]).sum(axis=1)
+        DA = (A @ self.tile.T) * self.D  # [diag(d_1) W_in, ..., diag(d_Q) W_in]
+        E = self.sigma_yx - (B @ DA) @ self.sigma_x  # [E_1, ..., E_Q]
+        dA = ((B.T @ E) * self.D) @ self.tile  # sum_q diag(d_q) W_out^T E_q
         dB = E @ DA.T  # sum_q E_q W_in^T diag(d_q)
         return np.concatenate([dA.ravel(), dB.ravel()])
 
@@ -168,9 +169,9 @@ class _Pathways:
         n_a = self.shape_a[0] * self.shape_a[1]
         A = states[:n_a].T.reshape(-1, *self.shape_a)  # (time, H, n_x)
         B = states[n_a:].T.reshape(-1, *self.shape_b)  # (time, n_y, H)
-        F = B[:, None] @ (self.d[None, :, :, None] * A[:, None])  # (time, pattern, n_y, n_x)
-        quad = np.sum((F @ self.sigma_xq) * F, axis=(1, 2, 3))
-        return 0.5 * self.sigma_yy - np.sum(F * self.sigma_yxq, axis=(1, 2, 3)) + 0.5 * quad
+        F = B @ ((A @ self.tile.T) * self.D)  # (time, n_y, pattern * n_x)
+        quad = np.sum((F @ self.sigma_x) * F, axis=(1, 2))
+        return 0.5 * self.sigma_yy - np.sum(F * self.sigma_yx, axis=(1, 2)) + 0.5 * quad
 
     def weights(self, theta: Array) -> dict[str, Array]:
         A, B = self.unpack(theta)
@@ -203,13 +204,10 @@ def pathway_flow(
     ``with_weights`` is False)."""
     times = check_times(times, tau)
     system = _Pathways(network, X, Y, gates, initial)
-    losses = np.empty(len(times))
-    per_time: list[dict[str, Array]] = []
+    states = np.empty((system.theta0.size, len(times)))  # the cut networks are small
 
     def record(k: int, state: Array) -> None:
-        losses[k] = system.loss(state[:, None])[0]
-        if with_weights:
-            per_time.append(system.weights(state))
+        states[:, k] = state
 
     with blas_threads(system.d.size * system.shape_a[1] * system.shape_b[0]):
         nfev = solve_flow(
@@ -217,10 +215,11 @@ def pathway_flow(
         )
     weights = None
     if with_weights:
+        per_time = [system.weights(states[:, k]) for k in range(len(times))]
         weights = {n: np.stack([w[n] for w in per_time]) for n in network.edges}
     return Trajectory(
         time=times,
-        loss=losses,
+        loss=system.loss(states),
         method="pathway_flow",
         tau=tau,
         weights=weights,

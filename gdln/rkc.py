@@ -19,15 +19,17 @@ Stages, with w0 = 1 + eps/s^2, w1 = T_s'(w0)/T_s''(w0), b_j = T_j''(w0)/T_j'(w0)
     mu_j = 2 w0 b_j / b_{j-1}, nu_j = -b_j / b_{j-2}, mu~_j = 2 w1 b_j / b_{j-1},
 
 y_{n+1} = Y_s. Local error estimate (their eq. 2.7):
-(1/15) [12 (y_n - y_{n+1}) + 6 h (F(y_n) + F(y_{n+1}))]. Values between steps come from cubic
+(1/15) [12 (y_n - y_{n+1}) + 6 h (F(y_n) + F(y_{n+1}))], in the RMS norm weighted by
+atol + rtol max(|y_n|, |y_{n+1}|). Values between steps come from cubic
 Hermite interpolation with the two end slopes. The stage combinations are done in place in
-preallocated buffers with one-thread BLAS axpy (:func:`gdln.threads.one_blas_thread`): on large
+preallocated buffers with one-thread BLAS axpy (:func:`gdln.threads.vector_threads`): on large
 states they otherwise cost more than the evaluations of F.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -35,7 +37,7 @@ import numpy as np
 from scipy.linalg.blas import daxpy as axpy
 from scipy.linalg.blas import dnrm2 as nrm2
 
-from gdln.threads import one_blas_thread
+from gdln.threads import vector_threads
 
 Array = np.ndarray
 
@@ -131,6 +133,10 @@ def rkc(
     scale = atol + rtol * np.abs(y)
     h = min(t_end, 0.1 * np.sqrt(y.size) / max(np.linalg.norm(f / scale), 1e-300))
     pool = [np.empty_like(y) for _ in range(3)]
+
+    def vector_ops() -> AbstractContextManager[object]:
+        return vector_threads(y.size)
+
     est, work = np.empty_like(y), np.empty_like(y)
     t, k_eval, n_steps = 0.0, 0, 0
     while k_eval < t_eval.size and t_eval[k_eval] <= t:
@@ -155,7 +161,7 @@ def rkc(
         for j in range(2, s + 1):
             nxt = next(b for b in pool if b is not prev and b is not cur)
             F_cur = F(cur)
-            with one_blas_thread():
+            with vector_ops():
                 np.multiply(y, 1 - mu[j] - nu[j], out=nxt)
                 axpy(cur, nxt, a=mu[j])
                 axpy(prev, nxt, a=nu[j])
@@ -163,7 +169,7 @@ def rkc(
                 axpy(f, nxt, a=gamma_t[j] * h)
             prev, cur = cur, nxt
         f_new = F(cur)
-        with one_blas_thread():
+        with vector_ops():
             np.subtract(y, cur, out=est)  # est = (12 (y - cur) + 6 h (f + f_new)) / 15
             axpy(f, est, a=0.5 * h)
             axpy(f_new, est, a=0.5 * h)
@@ -185,7 +191,7 @@ def rkc(
             x = (t_eval[k_eval] - t) / h  # cubic Hermite on [t, t + h]
             h00, h10 = 2 * x**3 - 3 * x**2 + 1, x**3 - 2 * x**2 + x
             h01, h11 = -2 * x**3 + 3 * x**2, x**3 - x**2
-            with one_blas_thread():
+            with vector_ops():
                 np.multiply(y, h00, out=work)
                 axpy(f, work, a=h10 * h)
                 axpy(cur, work, a=h01)

@@ -17,30 +17,44 @@ gradient-descent step of its twin that used a two-thread daxpy took 32 ms instea
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
-from threadpoolctl import ThreadpoolController, threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 SMALL_WORK = 2**23  # multiply-adds of the largest matrix product of one evaluation
+THREADED_VECTOR = 2**15  # elements from which a vector operation is worth guarding
 
 
 @contextmanager
 def blas_threads(work: float) -> Iterator[None]:
     """One BLAS thread inside the block if ``work`` (multiply-adds of the largest product) is
     below :data:`SMALL_WORK`; otherwise the threads as they are."""
-    if work < SMALL_WORK:
-        with threadpool_limits(limits=1, user_api="blas"):
-            yield
+    global _ONE_THREAD
+    if work < SMALL_WORK and not _ONE_THREAD:
+        with one_blas_thread():
+            _ONE_THREAD = True
+            try:
+                yield
+            finally:
+                _ONE_THREAD = False
     else:
         yield
 
 
 _CONTROLLER: ThreadpoolController | None = None
+_ONE_THREAD = False  # inside blas_threads' one-thread block: vector operations need no guard
 
 
-def one_blas_thread() -> object:
+def one_blas_thread() -> AbstractContextManager[object]:
     """A context manager that limits BLAS to one thread inside its block."""
     global _CONTROLLER
     if _CONTROLLER is None:
         _CONTROLLER = ThreadpoolController()
     return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
+def vector_threads(size: int) -> AbstractContextManager[object]:
+    """One BLAS thread for vector operations on arrays of ``size`` elements where BLAS would
+    spread them over threads (:data:`THREADED_VECTOR`); a no-op below (entering a limit costs
+    microseconds, as much as a short vector operation)."""
+    return one_blas_thread() if size >= THREADED_VECTOR and not _ONE_THREAD else nullcontext()
