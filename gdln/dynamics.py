@@ -285,12 +285,13 @@ class _Problem:
             g = self.gate[k + 1]
             if g is not None:
                 delta *= g
-            if k == 0 and self.layout.kernel:
-                dmats[0][...] = delta  # -dL/dPhi^T = -delta_1
-            else:
+            if not (k == 0 and self.layout.kernel):  # there -dL/dPhi^T = -delta_1, in place
                 np.matmul(delta.T, h[k], out=dmats[k])
             if k > 0:
-                delta = np.matmul(delta, mats[k], out=self._delta[k - 1])
+                kernel_next = k == 1 and self.layout.kernel
+                delta = np.matmul(
+                    delta, mats[k], out=dmats[0] if kernel_next else self._delta[k - 1]
+                )
         return out
 
     def descent(self, W: Mapping[str, Array]) -> dict[str, Array]:

@@ -203,3 +203,24 @@ def test_read_mlp_reads_the_gates_and_refuses_other_models() -> None:
         read_mlp(mlp(5, (4,), 2, bias=True), X.float())
     with pytest.raises(UnsupportedModuleError, match="exactly one ReLU"):
         read_mlp(torch.nn.Sequential(torch.nn.Linear(5, 4, bias=False)), X.float())
+
+
+def test_grouped_twin_runs_through_the_reduction_where_its_check_passes() -> None:
+    """Units active in every context form one node per layer: the twin is a plain chain whose
+    correlations share singular vectors, so gdln.reduce applies, and from the aligned start it
+    is the exact flow of the twin (checked against gdln.integrate)."""
+    C = 2
+    task = context_task(C)
+    W1 = np.full((12, 8 + C), 0.5)  # on for every sample; 12 units for the 9 modes
+    W2 = np.linspace(-1.0, 1.0, 12 * task.Y.shape[1]).reshape(task.Y.shape[1], 12)
+    D = [(task.X @ W1.T > 0).astype(float)]
+    twin = gdln.ReLN.from_gates([W1, W2], D, task.context, X=task.X)
+    assert [twin.node_labels[v] for v in twin.layer_nodes[0]] == ["{1,2}"]
+    net = twin.network
+    modes = gdln.shared_modes(net, gdln.gated_correlations(net, task.X, task.Y, twin.gates))
+    start = gdln.aligned_init(net, modes, 0.05)
+    times = np.linspace(0.0, 20.0, 5)
+    reduced = gdln.reduce(net, modes, start, times)
+    exact = gdln.integrate(net, task.X, task.Y, start, times, twin.gates, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(reduced.loss, exact.loss, rtol=1e-6)
+    assert reduced.loss[-1] < 0.5 * reduced.loss[0]
