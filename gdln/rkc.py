@@ -123,6 +123,8 @@ def rkc(
             d = 1e-7 * max(np.linalg.norm(y) / np.sqrt(y.size), 1e-8)
             Jv = (F(y + d * v) - f) / d
             new = float(np.linalg.norm(Jv))
+            if new == 0.0:  # F is flat along v (e.g. a flow at rest): no stiffness seen
+                return 0.0, rng.standard_normal(y.size)
             converged = abs(new - rho) <= 0.01 * new
             rho, v = new, Jv
             if converged:

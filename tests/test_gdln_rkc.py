@@ -37,3 +37,12 @@ def test_deep_linear_mode_matches_its_closed_form() -> None:
 def test_a_blow_up_raises() -> None:
     with pytest.raises(FloatingPointError):
         rkc(lambda y: y**2, 2.0, np.ones(1), np.array([0.0, 2.0]), rtol=1e-6, atol=1e-12)
+
+
+def test_a_flat_flow_is_not_an_error() -> None:
+    """A constant F (the Jacobian vanishes, so power iteration finds J v = 0): the exact
+    straight line, with the spectral radius re-estimated at every step, not a failure."""
+    y0, c = np.linspace(-1.0, 1.0, 7), np.linspace(0.5, 2.0, 7)
+    t = np.array([0.0, 1.0, 5.0])
+    result = rkc(lambda y: c + 0.0 * y, t[-1], y0, t, rtol=1e-4, atol=1e-10, rho_every=1)
+    np.testing.assert_allclose(result.y, y0[:, None] + np.outer(c, t), rtol=1e-12)

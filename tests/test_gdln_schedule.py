@@ -122,6 +122,6 @@ def test_bad_schedules_and_non_finite_data_are_refused_at_once() -> None:
     with pytest.raises(ValueError, match="NaN or inf"):
         gdln.integrate(net, bad, Y, W0, [0.0, 1.0])
     with pytest.raises(ValueError, match="NaN or inf"):
-        gdln.gradient_descent(net, X, Y * np.inf, W0, 0.1, 3)
+        gdln.gradient_descent(net, X, np.where(Y > 0, np.inf, Y), W0, 0.1, 3)
     with pytest.raises(ValueError, match="unknown solver"):
         gdln.integrate(net, X, Y, W0, [1.0], solver="Euler")
