@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gdln.tasks import separability
+from gdln.tasks import check_binary, separability
 
 __all__ = [
     "BoundIngredients",
@@ -79,15 +79,18 @@ class BoundIngredients:
 
 
 def norm_extremes(X: np.ndarray) -> tuple[float, float]:
-    """(X_min, X_max) = (min_i ||x_i||, max_i ||x_i||); exact."""
-    norms = np.linalg.norm(np.asarray(X, dtype=np.float64), axis=1)
+    """(X_min, X_max) = (min_i ||x_i||, max_i ||x_i||); exact. X must be finite."""
+    X = np.asarray(X, dtype=np.float64)
+    if X.ndim != 2 or X.shape[0] == 0 or not np.all(np.isfinite(X)):
+        raise ValueError(f"X must be a finite (sample, in) array with samples, got {X.shape}")
+    norms = np.linalg.norm(X, axis=1)
     return float(norms.min()), float(norms.max())
 
 
 def class_sums(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """x+ = sum_{i: y_i > 0} x_i and x- = sum_{i: y_i < 0} x_i (sums, not means); exact."""
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y)
+    """x+ = sum_{i: y_i > 0} x_i and x- = sum_{i: y_i < 0} x_i (sums, not means); exact.
+    Labels must be -1 or +1 and the data finite."""
+    X, y = check_binary(X, y)
     return X[y > 0].sum(axis=0), X[y < 0].sum(axis=0)
 
 
@@ -127,6 +130,10 @@ def zeta_init(W0: np.ndarray, signs: np.ndarray, x_plus: np.ndarray, x_minus: np
     """
     W0 = np.asarray(W0, dtype=np.float64)
     signs = np.asarray(signs)
+    if W0.ndim != 2 or signs.shape != (W0.shape[0],) or not np.all(np.isfinite(W0)):
+        raise ValueError(f"need finite W0 (hidden, in) and signs (hidden,), got {W0.shape}")
+    if np.any(np.linalg.norm(W0, axis=1) == 0) or not np.all(np.isin(signs, (-1, 1))):
+        raise ValueError("every initial neuron w_j(0) must be nonzero and every sign -1 or +1")
     target = np.where(signs[:, None] > 0, _unit(x_plus)[None, :], _unit(x_minus)[None, :])
     cos = np.sum(_unit(W0) * target, axis=1)
     return float((1.0 - np.maximum(cos, 0.0) ** 2).min())
@@ -167,8 +174,9 @@ def xi_estimate(X: np.ndarray, y: np.ndarray, samples: int = 20_000, seed: int =
     directions, with their negatives. Sampling can only miss smaller values, so the result is
     an upper estimate of the infimum. Returns NaN when mu <= 0.
     """
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    X, y = check_binary(X, y)
+    if samples < 1:
+        raise ValueError(f"xi_estimate needs samples >= 1, got {samples}")
     mu = separability(X, y)
     if mu <= 0:
         return float("nan")
@@ -189,9 +197,18 @@ def xi_estimate(X: np.ndarray, y: np.ndarray, samples: int = 20_000, seed: int =
 
 def t1_bound(n: int, mu: float, X_min: float, zeta: float, xi: float) -> float:
     """t1 = 16 log n / (min{zeta, xi} sqrt(mu) X_min), the theorem's alignment time (T1), in
-    the paper's clock (loss summed over samples). NaN if mu <= 0 or an input is NaN."""
+    the paper's clock (loss summed over samples). NaN if mu <= 0 or zeta or xi is NaN (not
+    applicable or not estimated); inf if min{zeta, xi} = 0 (no cap, no finite bound).
+    ValueError outside the domain: n < 1, mu > 1, X_min <= 0, zeta or xi negative."""
+    if n < 1 or not X_min > 0 or mu > 1 or zeta < 0 or xi < 0:
+        raise ValueError(
+            f"t1_bound needs n >= 1, mu <= 1, X_min > 0 and zeta, xi >= 0; got n={n}, "
+            f"mu={mu}, X_min={X_min}, zeta={zeta}, xi={xi}"
+        )
     if not mu > 0 or not np.isfinite(zeta) or not np.isfinite(xi):
         return float("nan")
+    if min(zeta, xi) == 0:
+        return float("inf")
     return float(16.0 * np.log(n) / (min(zeta, xi) * np.sqrt(mu) * X_min))
 
 
@@ -203,7 +220,9 @@ def log_eps_max(
         eps <= (1 / sqrt h) exp(-64 n X_max log n / (min{zeta, xi} sqrt(mu) X_min)),
 
     returned as a logarithm because the bound underflows float64 for all but tiny n
-    (64 n X_max log n / (...) = 4 n X_max t1). NaN if mu <= 0."""
+    (64 n X_max log n / (...) = 4 n X_max t1). NaN if mu <= 0; ValueError if h < 1."""
+    if h < 1:
+        raise ValueError(f"the width h must be >= 1, got {h}")
     t1 = t1_bound(n, mu, X_min, zeta, xi)
     if not np.isfinite(t1):
         return float("nan")
@@ -211,12 +230,17 @@ def log_eps_max(
 
 
 def eps_condition_holds(eps: float, ingredients: BoundIngredients) -> bool:
-    """True iff log(eps) <= log_eps_max (the exponential condition, exactly as stated)."""
+    """True iff log(eps) <= log_eps_max (the exponential condition, exactly as stated); the
+    init scale eps must be positive and finite."""
+    if not (np.isfinite(eps) and eps > 0):
+        raise ValueError(f"the init scale eps must be positive and finite, got {eps}")
     return bool(ingredients.applicable and np.log(eps) <= ingredients.log_eps_max)
 
 
 def alpha_rate(mu: float, X_min: float, X_max: float) -> float:
     """alpha = (mu X_min)^2 / (32 X_max), the constant of the O(1/t) rate; NaN if mu <= 0."""
+    if not 0 < X_min <= X_max or mu > 1:
+        raise ValueError(f"need 0 < X_min <= X_max and mu <= 1, got {X_min}, {X_max}, {mu}")
     if not mu > 0:
         return float("nan")
     return float((mu * X_min) ** 2 / (32.0 * X_max))
@@ -244,8 +268,11 @@ def bound_ingredients(
     the theorem does not apply: ``applicable`` is False, ``reason`` says why, and t1, xi,
     alpha, log_eps_max are NaN.
     """
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    X, y = check_binary(X, y)
+    if h < 1:
+        raise ValueError(f"the width h must be >= 1, got {h}")
+    if W0 is not None and (signs is None or np.shape(W0) != (h, X.shape[1])):
+        raise ValueError(f"W0 must be (h, in) = ({h}, {X.shape[1]}) with signs (h,)")
     n = X.shape[0]
     x_plus, x_minus = class_sums(X, y)
     X_min, X_max = norm_extremes(X)

@@ -85,7 +85,11 @@ class Network:
     def __init__(self, nodes: Mapping[str, int], edges: Mapping[str, tuple[str, str]]) -> None:
         self.sizes: dict[str, int] = {}
         for name, size in nodes.items():
-            if not isinstance(size, int | np.integer) or size < 1:
+            if (
+                isinstance(size, bool | np.bool_)
+                or not isinstance(size, int | np.integer)
+                or size < 1
+            ):
                 raise GraphError(f"node {name!r} has size {size!r}; sizes are positive integers")
             self.sizes[str(name)] = int(size)
         self.edges: dict[str, Edge] = {}

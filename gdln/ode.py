@@ -8,8 +8,9 @@ with many records needs no more memory than one step.
 Solvers: the adaptive explicit and implicit methods of ``scipy.integrate`` by name ("RK45",
 "RK23", "DOP853", "Radau", "BDF", "LSODA"), stepped one step at a time, or "RKC", the
 stabilised Runge-Kutta-Chebyshev method of :mod:`gdln.rkc` for stiff late flows. A state that
-turns NaN or inf raises :class:`DivergenceError` at once, so a bad input can never leave a
-solver shrinking its step for ever.
+turns NaN or inf raises :class:`DivergenceError` at once, and so does a flow that needs more
+than ``max_evaluations`` evaluations, so that no input can leave a solver shrinking its step
+for ever.
 """
 
 from __future__ import annotations
@@ -32,6 +33,8 @@ SCIPY_SOLVERS = {
     "LSODA": LSODA,
 }
 SOLVERS = (*SCIPY_SOLVERS, "RKC")
+#: default cap on the evaluations of one flow: a flow that needs more has stalled
+MAX_EVALUATIONS = 2_000_000
 
 
 class DivergenceError(FloatingPointError):
@@ -52,22 +55,32 @@ def solve_flow(
     solver: str = "RK45",
     rtol: float = 1e-8,
     atol: float = 1e-10,
+    max_evaluations: int = MAX_EVALUATIONS,
 ) -> int:
     """Integrate d theta/dt = rhs(theta) from theta0 at t = 0 and call ``record(k, theta)`` with
     the state at ``times[k]`` (increasing, >= 0) in order; theta may be a solver buffer that is
     overwritten later, so ``record`` copies what it keeps. Returns the number of evaluations of
-    ``rhs``. Raises DivergenceError on a failed step or a non-finite state."""
+    ``rhs``. Raises DivergenceError on a failed step, a non-finite state, or a flow that stalls
+    (more than ``max_evaluations`` evaluations of ``rhs``; the error gives the time reached)."""
     check_solver(solver)
     nfev = 0
+    reached = [0.0]
 
     def counted(theta: Array) -> Array:
         nonlocal nfev
         nfev += 1
+        if nfev > max_evaluations:
+            raise DivergenceError(
+                f"the flow stalled: {max_evaluations} evaluations reached only t = "
+                f"{reached[0]:.6g} of {times[-1]:.6g} (a stiff or unstable flow; try "
+                "solver='RKC', a looser tolerance, or a shorter horizon)"
+            )
         return rhs(theta)
 
     def checked(k: int, theta: Array) -> None:
         if not np.all(np.isfinite(theta)):
             raise DivergenceError(f"the gradient flow produced NaN or inf by t = {times[k]:.6g}")
+        reached[0] = float(times[k])
         record(k, theta)
 
     if not np.all(np.isfinite(theta0)):
@@ -99,6 +112,7 @@ def solve_flow(
     )
     while k < len(times):
         message = stepper.step()
+        reached[0] = float(stepper.t)
         if stepper.status == "failed":
             raise DivergenceError(f"{solver} failed at t = {stepper.t:.6g}: {message}")
         if not np.all(np.isfinite(stepper.y)):

@@ -23,10 +23,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from gdln.correlations import Correlations
 from gdln.network import Array, Network
+from gdln.ode import solve_flow
 from gdln.trajectory import Trajectory, check_times
 
 
@@ -248,7 +248,8 @@ def reduce(
     atol: float = 1e-12,
     with_weights: bool = True,
 ) -> Trajectory:
-    """Integrate the reduced (neural-race) ODE system of the module docstring with scipy.
+    """Integrate the reduced (neural-race) ODE system of the module docstring
+    (:func:`gdln.ode.solve_flow`: a ``scipy.integrate`` method or "RKC").
 
     Parameters
     ----------
@@ -277,21 +278,24 @@ def reduce(
                 )
     else:
         B0 = np.full((len(names), modes.n_modes), float(initial))
+    if not (np.all(np.isfinite(B0)) and np.all(np.isfinite(modes.S))):
+        raise ValueError("the initial mode strengths or the mode correlations hold NaN or inf")
     system = _RaceSystem(network, modes)
     shape = B0.shape
+    states = np.empty((B0.size, len(times)))
 
-    def rhs(_: float, b: Array) -> Array:
-        return system.rhs(b.reshape(shape)).ravel() / tau
+    def record(k: int, b: Array) -> None:
+        states[:, k] = b
 
-    if times[-1] == 0.0:
-        states = B0.ravel()[:, None]
-    else:
-        sol = solve_ivp(
-            rhs, (0.0, times[-1]), B0.ravel(), method=solver, t_eval=times, rtol=rtol, atol=atol
-        )
-        if not sol.success:
-            raise FloatingPointError(f"solve_ivp failed on the reduced system: {sol.message}")
-        states = sol.y
+    solve_flow(
+        lambda b: system.rhs(b.reshape(shape)).ravel() / tau,
+        B0.ravel(),
+        times,
+        record,
+        solver,
+        rtol,
+        atol,
+    )
     B = states.T.reshape(len(times), *shape)  # (time, edge, mode)
     paths = np.stack([system.path_strength(b) for b in B])  # (time, path, mode)
     weights = None

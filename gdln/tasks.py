@@ -28,6 +28,21 @@ class BinaryTask:
     mu: float
 
 
+def check_binary(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """X (sample, in) and y (sample,) as float arrays, or ValueError naming what is wrong:
+    shapes that disagree, NaN or inf, labels other than -1 and +1."""
+    X = np.asarray(X, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if X.ndim != 2 or y.shape != (X.shape[0],) or X.shape[0] == 0:
+        raise ValueError(f"need X (sample, in) and y (sample,), got {X.shape} and {y.shape}")
+    if not (np.all(np.isfinite(X)) and np.all(np.isfinite(y))):
+        raise ValueError("X and y must be finite (they hold NaN or inf)")
+    bad = y[(y != 1.0) & (y != -1.0)]
+    if bad.size:
+        raise ValueError(f"labels must be -1 or +1, got {bad[0]:g}")
+    return X, y
+
+
 def separability(X: np.ndarray, y: np.ndarray) -> float:
     """Exact separability of Min, Mallada & Vidal (ICLR 2024, Assumption 1):
 
@@ -36,8 +51,7 @@ def separability(X: np.ndarray, y: np.ndarray) -> float:
     Same-label pairs must be positively and opposite-label pairs negatively correlated for
     mu > 0. Computed over all pairs (a Gram matrix of the signed unit vectors); exact.
     """
-    X = np.asarray(X, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
+    X, y = check_binary(X, y)
     norms = np.linalg.norm(X, axis=1)
     if np.any(norms == 0):
         raise ValueError("separability: an input x_i is zero; mu is undefined")

@@ -134,10 +134,12 @@ class Trajectory:
 
 
 def check_times(times: Sequence[float] | Array, tau: float) -> Array:
-    """Record times as a float array (non-empty, increasing, from t >= 0); tau > 0."""
-    if tau <= 0:
+    """Record times as a float array (non-empty, finite, increasing, from t >= 0); tau > 0."""
+    if not (np.isfinite(tau) and tau > 0):
         raise ValueError(f"tau must be positive, got {tau}")
     times = np.asarray(times, dtype=np.float64)
-    if times.ndim != 1 or times.size == 0 or times[0] < 0 or np.any(np.diff(times) <= 0):
-        raise ValueError("times must be a non-empty increasing 1-d array starting at t >= 0")
+    if times.ndim != 1 or times.size == 0 or not np.all(np.isfinite(times)):
+        raise ValueError("times must be a non-empty 1-d array of finite numbers")
+    if times[0] < 0 or np.any(np.diff(times) <= 0):
+        raise ValueError("times must be increasing and start at t >= 0")
     return times

@@ -62,12 +62,13 @@ def mlp_layers(model: nn.Module) -> list[Tensor]:
 def read_mlp(model: nn.Module, x: Tensor | np.ndarray) -> MLPArrays:
     """The weights and the gates on the batch ``x`` of a bias-free ReLU MLP (module docstring).
 
-    ``x`` is (sample, d) or any shape that flattens to d features per sample.
+    ``x`` is (sample, d), or (sample, ...) with d entries per sample when the model starts with
+    ``nn.Flatten``; an empty batch, NaN or inf, or another shape raise InputError before any work.
     """
     layers = mlp_layers(model)
     ops = parse_mlp(model)
     x = torch.as_tensor(x, dtype=layers[0].dtype, device=layers[0].device)
-    h = _flat_input(ops, x)
+    h = _flat_input(model, ops, x)
     gates = []
     with torch.no_grad():
         for op in ops:

@@ -12,7 +12,8 @@ about C * sum_l n_l n_{l-1} multiply-adds for C outputs.
 
 Only ``nn.Sequential`` stacks (nested allowed) of ``nn.Linear``, ``nn.ReLU`` and ``nn.Flatten``
 are accepted: for any other module the map is not known to be exact, so it is refused with an
-error naming the module.
+error naming the module. A batch that is empty, holds NaN or inf, or has a shape the model does
+not take is refused with InputError (:func:`check_input`) before any work starts.
 """
 
 from __future__ import annotations
@@ -28,6 +29,11 @@ DEFAULT_CHUNK_ELEMENTS = 2**22  # ~16 MB of float32 working memory per chunk
 
 class UnsupportedModuleError(TypeError):
     """The model contains a module whose effective linear map is not known to be exact."""
+
+
+class InputError(ValueError):
+    """The batch ``x`` given to the lens is empty, holds NaN or inf, or has a shape the model
+    does not take; raised before any work starts."""
 
 
 @dataclass(frozen=True)
@@ -100,18 +106,85 @@ def parse_mlp(model: nn.Module) -> list[Affine | Gate]:
     return ops
 
 
-def _flat_input(ops: list[Affine | Gate], x: Tensor) -> Tensor:
-    first = next(op for op in ops if isinstance(op, Affine))
-    n_in = first.W.shape[1]
+def _leading_flatten(model: nn.Module) -> bool:
+    """Whether an ``nn.Flatten`` runs before the model's first ``nn.Linear``."""
+    for _, module in _children(model, ""):
+        if type(module) is nn.Flatten:
+            return True
+        if type(module) is nn.Linear:
+            return False
+    return False
+
+
+def _check_batch(x: Tensor) -> None:
+    """InputError unless ``x`` is (sample, ...) with at least one sample."""
     if x.ndim < 2:
-        raise ValueError(f"x must have a batch dimension: got shape {tuple(x.shape)}")
-    flat = x.reshape(x.shape[0], -1)
-    if flat.shape[1] != n_in:
-        raise ValueError(
-            f"x has {flat.shape[1]} features per sample (shape {tuple(x.shape)}) but the first "
+        raise InputError(
+            f"x must have a batch dimension: got shape {tuple(x.shape)}, expected (sample, ...)"
+        )
+    if x.shape[0] == 0:
+        raise InputError(f"x is an empty batch (shape {tuple(x.shape)}): give at least one sample")
+
+
+def _check_finite(x: Tensor) -> None:
+    """InputError naming how many entries of ``x`` are NaN or inf, and the first such sample."""
+    finite = torch.isfinite(x)
+    if bool(finite.all()):
+        return
+    bad = ~finite
+    first = int(bad.reshape(x.shape[0], -1).any(dim=1).nonzero()[0, 0])
+    raise InputError(
+        f"x holds NaN or inf ({int(bad.sum())} of {x.numel()} entries, first in sample {first}): "
+        "the lens needs finite input"
+    )
+
+
+def _check_layout(
+    model: nn.Module, ops: list[Affine | Gate], x: Tensor, check_features: bool = True
+) -> None:
+    """InputError unless ``x`` fits the first ``nn.Linear``: (sample, in) when no ``nn.Flatten``
+    runs before it, else any (sample, ...) with ``in`` entries per sample. The feature count is
+    checked only with ``check_features``."""
+    n_in = next(op for op in ops if isinstance(op, Affine)).W.shape[1]
+    n_features = x[0].numel()
+    if check_features and n_features != n_in:
+        raise InputError(
+            f"x has {n_features} features per sample (shape {tuple(x.shape)}) but the first "
             f"nn.Linear expects {n_in}"
         )
-    return flat
+    if x.ndim > 2 and not _leading_flatten(model):
+        raise InputError(
+            f"x has shape {tuple(x.shape)} but the model's first layer is nn.Linear({n_in}, ...) "
+            "and no nn.Flatten runs before it: flatten the input or add nn.Flatten()"
+        )
+
+
+def _flat_input(model: nn.Module, ops: list[Affine | Gate], x: Tensor) -> Tensor:
+    """``x`` as (sample, in) for the parsed ``model``, after every check of
+    :func:`check_input` (InputError naming the first problem)."""
+    _check_batch(x)
+    _check_layout(model, ops, x)
+    _check_finite(x)
+    return x.reshape(x.shape[0], -1)
+
+
+def check_input(model: nn.Module, x: Tensor, check_features: bool = True) -> None:
+    """InputError, one line naming the problem, unless ``x`` is a batch the model takes.
+
+    ``x`` needs a batch dimension, at least one sample and only finite entries. For a model the
+    lens parses (:func:`parse_mlp`), ``x`` must also be (sample, in) for its first
+    ``nn.Linear``, or (sample, ...) with ``in`` entries per sample when an ``nn.Flatten`` runs
+    before it; with ``check_features=False`` the feature count is left to the model's forward.
+    Other models only get the first checks.
+    """
+    _check_batch(x)
+    try:
+        ops = parse_mlp(model)
+    except UnsupportedModuleError:
+        pass
+    else:
+        _check_layout(model, ops, x, check_features)
+    _check_finite(x)
 
 
 def forward_masks(
@@ -194,11 +267,46 @@ def _lower_triangular_mm(A: Tensor, L: Tensor, out: Tensor, levels: int = 2) -> 
     _lower_triangular_mm(A[:, h:], L[h:, h:], out[:, h:], levels - 1)
 
 
-def _chunk_size(ops: list[Affine | Gate], chunk_elements: int) -> int:
+def _chunk_size(ops: list[Affine | Gate], chunk_size: int | None) -> int:
+    """``chunk_size`` checked, or the default: about DEFAULT_CHUNK_ELEMENTS working entries."""
+    if chunk_size is not None:
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        return chunk_size
     widths = [op.W.shape[0] for op in ops if isinstance(op, Affine)]
     widths += [op.W.shape[1] for op in ops if isinstance(op, Affine)]
     out = next(op for op in reversed(ops) if isinstance(op, Affine)).W.shape[0]
-    return max(1, chunk_elements // (out * max(widths)))
+    return max(1, DEFAULT_CHUNK_ELEMENTS // (out * max(widths)))
+
+
+def _out_shape(ops: list[Affine | Gate], n: int, isometric: bool) -> tuple[int, int, int]:
+    """Shape of the stacked W_eff (sample, out, in), or of Z (sample, out, rank)."""
+    affine = [op for op in ops if isinstance(op, Affine)]
+    n_out, (n_1, n_in) = affine[-1].W.shape[0], affine[0].W.shape
+    return n, n_out, min(n_in, n_1) if isometric else n_in
+
+
+def _chunks(
+    ops: list[Affine | Gate],
+    flat: Tensor,
+    chunk_size: int,
+    R_T: Tensor | None,
+    out: Tensor | None,
+) -> Iterator[tuple[slice, Tensor, Tensor]]:
+    """The work of :func:`iter_effective_weights` on a checked (sample, in) batch ``flat``."""
+    dtype = next(op for op in ops if isinstance(op, Affine)).W.dtype
+    with torch.no_grad():
+        for start in range(0, flat.shape[0], chunk_size):
+            rows = slice(start, min(start + chunk_size, flat.shape[0]))
+            h = flat[rows].to(dtype=dtype)
+            _, masks = forward_masks(ops, h, need_output=False)
+            buffer = None if out is None or R_T is not None else out[rows]
+            G, b = _backward_product(ops, masks, R_T is not None, h.shape[0], buffer)
+            if R_T is not None:
+                Z = out[rows] if out is not None else G.new_empty((*G.shape[:2], R_T.shape[1]))
+                _lower_triangular_mm(G.reshape(-1, G.shape[-1]), R_T, Z.view(-1, R_T.shape[1]))
+                G = Z
+            yield rows, G, b
 
 
 def iter_effective_weights(
@@ -214,45 +322,37 @@ def iter_effective_weights(
     of W_eff(x), where G(x) is the masked product down to the first layer and W_1^T = Q R
     (see :func:`isometric_basis`): W_eff(x) = Z(x) Q^T. With ``out`` (sample, out, in), each
     chunk's W_eff (or Z) is written into ``out[rows]`` and yielded as that view.
+
+    The model, ``x`` (:func:`check_input`: InputError), ``chunk_size`` and ``out`` are checked
+    when this is called, before the first chunk is asked for.
     """
     ops = parse_mlp(model)
-    flat = _flat_input(ops, x)
-    if chunk_size is None:
-        chunk_size = _chunk_size(ops, DEFAULT_CHUNK_ELEMENTS)
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+    flat = _flat_input(model, ops, x)
+    chunk_size = _chunk_size(ops, chunk_size)
+    if out is not None:
+        expected = _out_shape(ops, flat.shape[0], isometric)
+        if tuple(out.shape) != expected:
+            raise ValueError(f"out has shape {tuple(out.shape)}, expected {expected}")
     R_T = isometric_basis(model)[1].T.contiguous() if isometric else None
-    dtype = next(op for op in ops if isinstance(op, Affine)).W.dtype
-    with torch.no_grad():
-        for start in range(0, flat.shape[0], chunk_size):
-            rows = slice(start, min(start + chunk_size, flat.shape[0]))
-            h = flat[rows].to(dtype=dtype)
-            _, masks = forward_masks(ops, h, need_output=False)
-            buffer = None if out is None or isometric else out[rows]
-            G, b = _backward_product(ops, masks, isometric, h.shape[0], buffer)
-            if R_T is not None:
-                Z = out[rows] if out is not None else G.new_empty((*G.shape[:2], R_T.shape[1]))
-                _lower_triangular_mm(G.reshape(-1, G.shape[-1]), R_T, Z.view(-1, R_T.shape[1]))
-                G = Z
-            yield rows, G, b
+    return _chunks(ops, flat, chunk_size, R_T, out)
 
 
 def effective_weights(model: nn.Module, x: Tensor, chunk_size: int | None = None) -> EffectiveMap:
     """W_eff(x) (sample, out, in) and b_eff(x) (sample, out) with model(x) = W x + b per sample.
 
     ``x`` has shape (sample, in) or, when the model starts with ``nn.Flatten``, (sample, ...);
-    W is then with respect to the flattened input. Computed in chunks of ``chunk_size``
-    samples (default: about 16 MB of working memory) written into one preallocated result.
+    W is then with respect to the flattened input. An empty batch, NaN or inf in ``x``, or a
+    shape the model does not take raise InputError before any work. Computed in chunks of
+    ``chunk_size`` samples (default: about 16 MB of working memory) written into one
+    preallocated result.
     """
     ops = parse_mlp(model)
-    flat = _flat_input(ops, x)
+    flat = _flat_input(model, ops, x)
+    chunk_size = _chunk_size(ops, chunk_size)
     last = next(op for op in reversed(ops) if isinstance(op, Affine)).W
-    n, n_in = flat.shape
-    if n == 0:
-        raise ValueError("x holds no samples")
-    W = torch.empty((n, last.shape[0], n_in), dtype=last.dtype, device=last.device)
-    b = torch.empty((n, last.shape[0]), dtype=last.dtype, device=last.device)
-    for rows, _, b_chunk in iter_effective_weights(model, x, chunk_size, out=W):
+    W = last.new_empty(_out_shape(ops, flat.shape[0], isometric=False))
+    b = last.new_empty(W.shape[:2])
+    for rows, _, b_chunk in _chunks(ops, flat, chunk_size, None, W):
         b[rows] = b_chunk
     return EffectiveMap(W=W, b=b)
 
@@ -276,12 +376,15 @@ def isometric_basis(model: nn.Module) -> tuple[Tensor, Tensor]:
 def isometric_weights(
     model: nn.Module, x: Tensor, chunk_size: int | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Z (sample, out, r) and Q (in, r) with W_eff(x) = Z(x) Q^T and Q^T Q = I."""
+    """Z (sample, out, r) and Q (in, r) with W_eff(x) = Z(x) Q^T and Q^T Q = I.
+
+    ``x`` is checked as for :func:`effective_weights` (InputError) before any work.
+    """
     ops = parse_mlp(model)
-    flat = _flat_input(ops, x)
+    flat = _flat_input(model, ops, x)
+    chunk_size = _chunk_size(ops, chunk_size)
     Q, R = isometric_basis(model)
-    n_out = next(op for op in reversed(ops) if isinstance(op, Affine)).W.shape[0]
-    Z = R.new_empty((flat.shape[0], n_out, R.shape[0]))
-    for _ in iter_effective_weights(model, x, chunk_size, isometric=True, out=Z):
+    Z = R.new_empty(_out_shape(ops, flat.shape[0], isometric=True))
+    for _ in _chunks(ops, flat, chunk_size, R.T.contiguous(), Z):
         pass
     return Z, Q

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from relu_lens.effective import check_input
+
 
 def relu_modules(model: nn.Module) -> list[tuple[str, nn.ReLU]]:
     """The model's ``nn.ReLU`` modules with their names, in registration order."""
@@ -48,13 +50,18 @@ def activation_patterns(model: nn.Module, x: Tensor) -> list[Tensor]:
 
     For an MLP ``nn.Sequential`` this is one entry per hidden layer. The pattern is taken
     before the ReLU (z > 0, so an in-place ReLU is read correctly). Raises ValueError if the
-    model has no ``nn.ReLU`` module (a relu applied inside ``forward`` cannot be seen).
+    model has no ``nn.ReLU`` module (a relu applied inside ``forward`` cannot be seen), and
+    InputError before the forward pass for an empty batch, NaN or inf in ``x``, or (for an MLP
+    the lens parses) input with more than two dimensions and no ``nn.Flatten`` before the first
+    ``nn.Linear`` (see :func:`relu_lens.effective.check_input`; a wrong feature count is left
+    to the model's forward).
     """
     if not relu_modules(model):
         raise ValueError(
             f"{type(model).__name__} has no nn.ReLU module; activation patterns are read from "
             "nn.ReLU modules (a functional relu inside forward cannot be seen)"
         )
+    check_input(model, x, check_features=False)
     with relu_hooks(model) as records, torch.no_grad():
         model(x)
     return [mask.reshape(mask.shape[0], -1) for _, mask in records]

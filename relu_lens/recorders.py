@@ -3,13 +3,17 @@
 :class:`EffectiveWeightStream` writes W_eff(x) (or its isometric representation Z(x), with
 Q per snapshot) for a fixed set of inputs to a netCDF file, chunk by chunk, so that peak
 memory stays near one chunk whatever the number of samples and snapshots. The file is written
-under a temporary name and renamed on ``close``; it can be opened lazily with
-``xr.open_dataset(path, chunks={})``.
+under the temporary name ``.<name>.tmp<pid>@<host>`` and renamed on ``close``; it can be opened
+lazily with ``xr.open_dataset(path, chunks={})``. The temporary name follows
+:func:`studies.io.partial_path`, so a partial file left by a killed process is removed by
+:func:`studies.io.remove_stale` (``relu_lens`` does not import ``studies``).
 """
 
 from __future__ import annotations
 
 import os
+import re
+import socket
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from relu_lens.effective import isometric_basis, iter_effective_weights
+
+_HOST = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "localhost"
 
 
 class CallbackRecorder:
@@ -58,7 +64,7 @@ class EffectiveWeightStream:
         time_per_step: float = 1.0,
     ) -> None:
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}")
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp{os.getpid()}@{_HOST}")
         self.x = x
         self.representation = representation
         self.chunk_size = chunk_size

@@ -29,6 +29,7 @@ import xarray as xr
 
 from gdln import alignment_bound as ab
 from studies import io
+from studies.config import check_numbers
 from studies.sweep import cache_dir, run_sweep
 
 if TYPE_CHECKING:
@@ -88,12 +89,21 @@ class Config:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        check_numbers(
+            self,
+            positive=("eps", "step_scale", "horizon", "norm_low", "norm_high", "f_small"),
+            counts=("n_values", "seeds", "hidden", "snapshots", "xi_samples", "workers"),
+        )
+        if self.input_dim is not None and self.input_dim < 2:
+            raise ValueError(f"input_dim must be >= 2 (or none), got {self.input_dim}")
+        if not all(np.isfinite(m) and -1 < m <= 1 for m in self.mu_values) or not self.mu_values:
+            raise ValueError(f"mu_values must lie in (-1, 1], got {self.mu_values}")
+        if self.norm_low > self.norm_high:
+            raise ValueError(f"need norm_low <= norm_high, got {self.norm_low}, {self.norm_high}")
         if min(self.n_values) < 2:
             raise ValueError("n_values must all be >= 2 (log n of the bound)")
-        if self.seeds < 1 or self.hidden < 2:
-            raise ValueError("need seeds >= 1 and hidden >= 2")
-        if not 0 < self.eps:
-            raise ValueError("eps must be positive")
+        if self.hidden < 2:
+            raise ValueError(f"hidden must be >= 2, got {self.hidden}")
 
 
 PRESETS = {

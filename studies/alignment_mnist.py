@@ -29,6 +29,7 @@ import xarray as xr
 
 from gdln import alignment_bound as ab
 from studies import io
+from studies.config import check_numbers
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -73,6 +74,15 @@ class Config:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        check_numbers(
+            self,
+            positive=("init_scale", "eta"),
+            counts=("hidden", "iterations", "snapshots", "per_class"),
+        )
+        if not all(0 <= d <= 9 for d in self.digits):
+            raise ValueError(f"digits must be MNIST digits 0..9, got {self.digits}")
+        if not -1 <= self.cos_threshold <= 1:
+            raise ValueError(f"cos_threshold must lie in [-1, 1], got {self.cos_threshold}")
         if len(self.digits) != 2 or self.digits[0] == self.digits[1]:
             raise ValueError(f"digits must be two different digits, got {self.digits}")
         if self.iterations < self.snapshots or self.snapshots < 2:

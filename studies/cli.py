@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,8 @@ from studies.config import ConfigError, apply_overrides
 SHORTCUTS = {"seed": "seed", "device": "device", "mnist_dir": "mnist_dir", "scheduler": "scheduler"}
 # flags that studies without the field ignore (they only matter where data or sweeps are used)
 OPTIONAL_SHORTCUTS = {"mnist_dir", "scheduler"}
+# Dataset attrs that flag cells of a sweep that failed or whose result means nothing
+WARNING_ATTRS = ("failed_cells", "cells_not_learned")
 
 
 def _fields(config: Any) -> set[str]:
@@ -61,6 +64,9 @@ def run_study(module: Any, config: Any, out: Path) -> tuple[Path, list[Path]]:
     import matplotlib.pyplot as plt
 
     ds = module.run(config)
+    for attr in WARNING_ATTRS:  # cells that failed or mean nothing: said, not only stored
+        if ds.attrs.get(attr):
+            print(f"relu-gdln: warning: [{module.NAME}] {attr}: {ds.attrs[attr]}", file=sys.stderr)
     ds.attrs["command"] = "relu-gdln " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     io.check_dataset(ds)
     folder = out / module.NAME
@@ -86,11 +92,25 @@ def cmd_list(_: argparse.Namespace) -> int:
     return 0
 
 
+def writable_folder(path: Path, flag: str) -> Path:
+    """``path`` as a folder that exists and can be written into, or ConfigError naming the
+    flag: checked before a run starts, so a result is never lost after the work is done."""
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {path} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write_check_"):
+            pass
+    except OSError as err:
+        raise ConfigError(f"{flag} {path} is not a writable folder ({err.strerror})") from None
+    return path
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     names = registry.available() if args.study == "all" else [args.study]
-    out = Path(args.out)
     modules = [registry.load(n) for n in names]
     configs = [build_config(m, args, strict=args.study != "all") for m in modules]
+    out = writable_folder(Path(args.out), "--out")
     if args.study == "all" and args.set:
         for item in args.set:
             field = item.split("=", 1)[0].strip()
@@ -149,7 +169,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
         study = ds.attrs.get("study")
         if study not in registry.available():
             raise ConfigError(f"{path} does not name a known study (attr study={study!r})")
-        folder = Path(args.out) if args.out else path.parent
+        folder = writable_folder(Path(args.out) if args.out else path.parent, "--out")
         for name, fig in registry.load(study).plot(ds).items():
             print(f"wrote {io.save_figure(fig, folder / f'{path.stem}_{name}.png')}")
             plt.close(fig)
@@ -184,12 +204,35 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def user_errors() -> tuple[type[Exception], ...]:
-    """Errors that report a problem with the user's input or run, shown without a traceback."""
-    from relu_lens.data import MNISTFolderError
+def expected_errors() -> tuple[type[BaseException], ...]:
+    """The errors the toolkit expects, each a problem with the user's input or run (bad
+    settings, files, folders, data, models, a run that diverged): shown as one line, exit code
+    2. Anything else is a bug and keeps its traceback."""
+    from gdln.network import GateError, GraphError, ShapeError
+    from gdln.reduction import NotAlignedError, NotDiagonalisableError
+    from relu_lens.data import DataError
+    from relu_lens.effective import InputError, UnsupportedModuleError
     from relu_lens.train import TrainingDiverged
 
-    return (MNISTFolderError, TrainingDiverged)
+    return (
+        ConfigError,
+        registry.UnknownStudyError,
+        io.ResultFileError,
+        FileNotFoundError,
+        NotADirectoryError,
+        IsADirectoryError,
+        PermissionError,
+        DataError,  # MNISTFolderError too
+        InputError,
+        UnsupportedModuleError,
+        TrainingDiverged,
+        FloatingPointError,  # gdln's DivergenceError and the two-layer nets' divergence
+        GraphError,
+        GateError,
+        ShapeError,
+        NotAlignedError,
+        NotDiagonalisableError,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return args.func(args)
-    except (ConfigError, registry.UnknownStudyError, FileNotFoundError, *user_errors()) as err:
-        print(f"relu-gdln: error: {err}", file=sys.stderr)
+    except expected_errors() as err:
+        message = " ".join(str(err).split())  # one line, whatever the message holds
+        print(f"relu-gdln: error: {message}", file=sys.stderr)
         return 2
 
 

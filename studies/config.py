@@ -8,6 +8,7 @@ field's annotation: ``int``, ``float``, ``bool``, ``str``, ``X | None`` (``none`
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from typing import Any
@@ -84,3 +85,57 @@ def apply_overrides(config: Any, overrides: list[str]) -> Any:
         return dataclasses.replace(config, **changes)
     except ValueError as err:  # __post_init__ validation
         raise ConfigError(str(err)) from None
+
+
+def check_numbers(
+    config: Any,
+    positive: tuple[str, ...] = (),
+    counts: tuple[str, ...] = (),
+    nonnegative: tuple[str, ...] = ("seed",),
+) -> None:
+    """The domain checks every study's ``Config.__post_init__`` starts with, before any data
+    load or training: ValueError naming the first field (of those given that the config has)
+    that is not a finite number > 0 (``positive``; tuples element-wise), not an integer >= 1
+    (``counts``; tuples element-wise, and a tuple must not be empty), or is negative
+    (``nonnegative``). Optional fields set to None are skipped. A ``device`` field must name a
+    device torch has (CUDA only if present).
+    """
+
+    def values(name: str) -> tuple[Any, ...]:
+        value = getattr(config, name)
+        return tuple(value) if isinstance(value, tuple) else (value,)
+
+    optional = {f.name for f in dataclasses.fields(config) if getattr(config, f.name) is None}
+
+    names = {f.name for f in dataclasses.fields(config)} - optional  # None: not given
+    for name in (n for n in positive if n in names):
+        if not all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in values(name)):
+            raise ValueError(f"{name} must be finite and > 0, got {getattr(config, name)}")
+    for name in (n for n in counts if n in names):
+        vals = values(name)
+        if not vals or not all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+            raise ValueError(f"{name} must be integers >= 1, got {getattr(config, name)}")
+        if min(vals) < 1:
+            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    for name in (n for n in nonnegative if n in names):
+        if not all(v >= 0 for v in values(name)):
+            raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
+    if "device" in names:
+        check_device(config.device)
+
+
+def check_device(device: str) -> None:
+    """ValueError unless torch can use ``device`` ("cpu", "cuda", "cuda:1"...), said at once
+    rather than after the data load."""
+    kind, _, index = device.partition(":")
+    if kind not in ("cpu", "cuda") or (index and not index.isdigit()):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+    if kind == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device {device!r}: this machine has no CUDA device (use --device cpu)"
+            )
+        if index and int(index) >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA devices")

@@ -76,6 +76,7 @@ import gdln
 from gdln import groups as gg
 from gdln.context_task import context_task, published_context_scale
 from studies import io
+from studies.config import check_numbers
 from studies.sweep import SweepResult, cache_dir, run_sweep
 
 NAME = "contexts"
@@ -162,25 +163,27 @@ class Config:
     cache_dir: str | None = None
 
     def __post_init__(self) -> None:
+        sizes = tuple(f"{k}_{d}" for k in ("width", "steps") for d in DEPTHS)
+        check_numbers(
+            self,
+            positive=(
+                "lr_summed", "rtol", "rtol_aligned", "reduce_tol",
+                *(f"init_std_{d}" for d in DEPTHS),
+            ),
+            counts=("contexts", "depths", "seeds", "n_times", "n_sv", "n_pathways", "workers",
+                    "reduce_max_paths", *sizes),
+            nonnegative=("seed", "n_settle"),
+        )  # fmt: skip
         if not self.contexts or min(self.contexts) < 2:
             raise ValueError(f"contexts must all be >= 2, got {self.contexts}")
         if not self.depths or not set(self.depths) <= set(DEPTHS):
             raise ValueError(f"depths must be among {DEPTHS}, got {self.depths}")
-        counts = (self.n_sv, self.n_pathways)
-        if self.seeds < 1 or self.n_times < 3 or self.n_settle < 0 or min(counts) < 1:
-            raise ValueError(
-                "need seeds >= 1, n_times >= 3, n_settle >= 0, n_sv >= 1 and n_pathways >= 1"
-            )
+        if self.n_times < 3:
+            raise ValueError(f"n_times must be >= 3, got {self.n_times}")
         if self.context_scaling not in ("none", "published"):
             raise ValueError(
                 f"context_scaling must be 'none' or 'published', not {self.context_scaling!r}"
             )
-        if min(getattr(self, f"{k}_{d}") for k in ("width", "steps") for d in DEPTHS) < 1:
-            raise ValueError("widths and steps must be positive")
-        positive = [getattr(self, f"init_std_{d}") for d in DEPTHS]
-        positive += [self.lr_summed, self.rtol, self.rtol_aligned]
-        if not all(np.isfinite(v) and v > 0 for v in positive):
-            raise ValueError("init stds, lr_summed and the rtols must be positive and finite")
         if self.solver not in gdln.ode.SOLVERS:
             raise ValueError(f"solver must be one of {list(gdln.ode.SOLVERS)}, got {self.solver!r}")
 

@@ -85,6 +85,7 @@ from relu_lens.spline import (
 )
 from relu_lens.train import torch_threads
 from studies import io
+from studies.config import check_numbers
 
 NAME = "one_hidden_1d"
 RULES = ("uniform", "adaptive", "trained_knots")
@@ -136,13 +137,17 @@ class Config:
     jump_rel_tol: float = 1e-3
 
     def __post_init__(self) -> None:
+        check_numbers(
+            self,
+            positive=("lr", "knot_resolution", "jump_rel_tol"),
+            counts=("widths", "n_seeds", "n_train", "n_eval"),
+            nonnegative=("seed", "steps"),
+        )
+        if not (np.isfinite(self.lo) and np.isfinite(self.hi)):
+            raise ValueError(f"lo and hi must be finite, got [{self.lo}, {self.hi}]")
         unknown = [t for t in self.targets if t not in TARGETS]
         if unknown or not self.targets:
             raise ValueError(f"unknown targets {unknown}; choose from {list(TARGETS)}")
-        if not self.widths or min(self.widths) < 1:
-            raise ValueError(f"widths must be positive integers, got {self.widths}")
-        if self.n_seeds < 1 or self.steps < 0 or self.lr <= 0:
-            raise ValueError("need n_seeds >= 1, steps >= 0 and lr > 0")
         if not self.hi > self.lo:
             raise ValueError(f"need lo < hi, got [{self.lo}, {self.hi}]")
         if self.n_train < 2 or self.n_eval < 3:
@@ -215,6 +220,11 @@ def _cell(
     initial = read_net(model, (config.lo, config.hi))
     loss = train(model, g, config)
     reading = read_net(model.cpu(), (config.lo, config.hi))
+    if reading.dead.all():
+        raise FloatingPointError(
+            f"every one of the {width} units is dead on [{config.lo}, {config.hi}] after "
+            f"training (seed {seed}): the net is a constant; lower lr (now {config.lr})"
+        )
     gx = g(x)
     f = reading(x)
     red = redundancy(reading, config.knot_resolution * (config.hi - config.lo), config.jump_rel_tol)

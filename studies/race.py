@@ -30,6 +30,7 @@ from matplotlib.figure import Figure
 import gdln
 from gdln.routing_task import HIERARCHY, RoutingTask, routing_task
 from studies import io
+from studies.config import check_numbers
 
 NAME = "race"
 
@@ -39,7 +40,8 @@ LAYERS = ("input_module", "shared", "output_module")
 @dataclass(frozen=True)
 class Config:
     """Routing-network race. ``init_scales``: aligned-init scale b (and orthogonal gain);
-    ``t_max`` in the mean-loss clock; ``eta``: gradient-descent step; ``n_times``: records."""
+    ``t_max`` in the mean-loss clock (a whole number of steps); ``eta``: gradient-descent step;
+    ``n_times``: records, evenly spread over the steps, the last at ``t_max``."""
 
     seed: int = 0
     n_domains: int = 7
@@ -51,14 +53,32 @@ class Config:
     n_times: int = 2001
 
     def __post_init__(self) -> None:
+        check_numbers(
+            self,
+            positive=("eta", "t_max", "init_scales"),
+            counts=("n_domains", "n_routes", "hidden", "n_times"),
+        )
         if not 1 <= self.n_routes <= self.n_domains:
             raise ValueError(f"need 1 <= n_routes <= n_domains, got {self.n_routes}")
         if self.hidden < HIERARCHY.shape[1]:
             raise ValueError(f"hidden must be >= {HIERARCHY.shape[1]} (the number of modes)")
-        if self.eta <= 0 or self.t_max <= 0 or self.n_times < 2:
-            raise ValueError("need eta > 0, t_max > 0 and n_times >= 2")
-        if not self.init_scales or min(self.init_scales) <= 0:
-            raise ValueError("init_scales must be positive")
+        if self.n_times < 2:
+            raise ValueError(f"n_times must be >= 2, got {self.n_times}")
+        if abs(self.n_steps * self.eta - self.t_max) > 1e-9 * self.t_max:
+            raise ValueError(
+                f"t_max = {self.t_max} is not a whole number of steps eta = {self.eta} "
+                f"(t_max / eta = {self.t_max / self.eta:.6g})"
+            )
+
+    @property
+    def n_steps(self) -> int:
+        """Gradient-descent steps to t_max."""
+        return round(self.t_max / self.eta)
+
+    def record_steps(self) -> np.ndarray:
+        """The steps recorded: n_times evenly spread from 0 to n_steps (fewer if there are
+        fewer steps), so the last record is at t_max."""
+        return np.unique(np.round(np.linspace(0, self.n_steps, self.n_times)).astype(int))
 
 
 PRESETS = {
@@ -115,9 +135,8 @@ def run(config: Config) -> xr.Dataset:
     task = routing(config)
     net, X, Y, gates = task.network, task.X, task.Y, task.gates
     modes = gdln.shared_modes(net, gdln.gated_correlations(net, X, Y, gates), seed=config.seed)
-    steps_per_record = max(1, round(config.t_max / config.eta / (config.n_times - 1)))
-    n_steps = steps_per_record * (config.n_times - 1)
-    times = config.eta * steps_per_record * np.arange(config.n_times)
+    record = config.record_steps()
+    times = config.eta * record
     rng = np.random.default_rng(config.seed)
     inits = ("aligned", "orthogonal")
     n_scale, n_modes = len(config.init_scales), modes.n_modes
@@ -134,8 +153,9 @@ def run(config: Config) -> xr.Dataset:
         b_th[i] = _layer_mean(net, theory.edge_strength)
         for k, init in enumerate((aligned, orthogonal_init(net, scale, rng))):
             gd = gdln.gradient_descent(
-                net, X, Y, init, config.eta, n_steps, gates, steps_per_record, modes=modes
-            )
+                net, X, Y, init, config.eta, config.n_steps, gates, modes=modes,
+                record_steps=record,
+            )  # fmt: skip
             loss_gd[k, i] = gd.loss
             u_gd[k, i] = _routed_mean(task, gd.mode_strength)
     first = task.routed_paths()[0]

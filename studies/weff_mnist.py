@@ -26,6 +26,7 @@ from relu_lens.models import mlp
 from relu_lens.recorders import CallbackRecorder, EffectiveWeightStream
 from relu_lens.train import log_spaced_steps, train
 from studies import io
+from studies.config import check_numbers
 
 NAME = "weff_mnist"
 
@@ -56,10 +57,13 @@ class Config:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        check_numbers(
+            self,
+            positive=("lr",),
+            counts=("widths", "n_train", "n_test", "epochs", "batch_size", "n_snapshots"),
+        )
         if self.optimizer not in ("sgd", "adam"):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {self.optimizer!r}")
-        if min(self.n_train, self.n_test, self.epochs, self.batch_size) < 1 or self.lr <= 0:
-            raise ValueError("n_train, n_test, epochs, batch_size and lr must be positive")
         if self.store not in ("none", "W_eff", "Z"):
             raise ValueError(f"store must be 'none', 'W_eff' or 'Z', got {self.store!r}")
         if self.n_snapshots < 2:
@@ -213,7 +217,7 @@ def run(config: Config) -> xr.Dataset:
             "component": ("component", np.arange(2), _attrs("t-SNE component")),
         },
         attrs={
-            "architecture": "-".join(map(str, [784, *config.widths, 10])),
+            "architecture": "-".join(map(str, [Xtr.shape[1], *config.widths, 10])),
             "bias": int(config.bias),
             "loss_function": "mean cross-entropy; clock t = step * lr (SGD minibatch)",
             "metric_space": "normalised rows of W_eff (exact isometric Z representation)"

@@ -37,6 +37,7 @@ from relu_lens.models import mlp
 from relu_lens.recorders import CallbackRecorder
 from relu_lens.train import log_spaced_steps, train
 from studies import io
+from studies.config import check_numbers
 
 NAME = "weff_theory"
 N_CLASSES = 10
@@ -68,12 +69,16 @@ class Config:
     device: str = "cpu"
 
     def __post_init__(self) -> None:
+        check_numbers(
+            self,
+            positive=("lr", "flow_rtol"),
+            counts=("widths", "n_train", "n_test", "steps", "n_snapshots", "n_k"),
+            nonnegative=("seed", "tsne_k_index"),
+        )
         if self.theory not in ("gd", "flow"):
             raise ValueError(f"theory must be 'gd' or 'flow', got {self.theory!r}")
-        if self.n_k < 1 or self.n_snapshots < 2 or self.steps < 1 or self.lr <= 0:
-            raise ValueError("need n_k >= 1, n_snapshots >= 2, steps >= 1 and lr > 0")
-        if not self.flow_rtol > 0:
-            raise ValueError(f"flow_rtol must be positive, got {self.flow_rtol}")
+        if self.n_snapshots < 2:
+            raise ValueError("n_snapshots must be >= 2 (init and end)")
 
 
 PRESETS = {

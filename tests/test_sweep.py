@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 import xarray as xr
 
-from studies import sweep
+from studies import io, sweep
 
 
 def toy_cell(a: int, b: float, calls: str, scale: float = 1.0, fail_on: int = -1,
@@ -125,3 +128,140 @@ def test_cell_ids_are_stable_and_distinct() -> None:
     assert len(set(ids)) == 4
     assert sweep.cell_id({"n": 8, "mu": 0.1}) == sweep.cell_id({"n": 8, "mu": 0.1})
     assert "/" not in "".join(ids)
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    scale: float = 1.0
+    cache_dir: str | None = None
+
+
+def dead_pid() -> int:
+    """The PID of a process that has exited (and been reaped)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def this_host() -> str:
+    return io.owner_tag().split("@", 1)[1]
+
+
+def test_code_edit_gives_a_new_cache_key_and_recomputes(tmp_path: Path, monkeypatch) -> None:
+    """A comment-only edit of hashed code gives a new cache folder: no stale cell is reused."""
+    src = tmp_path / "src"
+    package = src / f"sweep_probe_{uuid.uuid4().hex[:8]}"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("SCALE = 1.0\n")
+    monkeypatch.syspath_prepend(str(src))
+    packages = (package.name,)
+    calls = tmp_path / "calls"
+    calls.mkdir()
+    grid = {"a": [1], "b": [0.5]}
+    config = ProbeConfig(cache_dir=str(tmp_path / "cache"))
+
+    def run() -> sweep.SweepResult:
+        folder = sweep.cache_dir("probe", config, {"cache_dir"}, config.cache_dir, packages)
+        return sweep.run_sweep(toy_cell, grid, folder, fixed={"calls": str(calls)}, n_workers=1)
+
+    assert len(run().computed) == 1
+    sweep.source_hash.cache_clear()  # as in a new process, with unchanged code
+    assert len(run().reused) == 1
+    (package / "__init__.py").write_text("SCALE = 1.0  # a comment\n")
+    sweep.source_hash.cache_clear()  # a new process, after the edit
+    again = run()
+    assert len(again.computed) == 1 and not again.reused
+    assert len(calls_in(calls)) == 2
+
+
+def test_source_hash_covers_the_toolkit_packages() -> None:
+    assert sweep.source_hash() == sweep.source_hash(sweep.CODE_PACKAGES)
+    assert sweep.source_hash(("studies",)) != sweep.source_hash(("gdln",))
+    assert sweep.fingerprint({"x": 1}) != sweep.fingerprint({"x": 1}, ("studies",))
+
+
+def test_unreadable_cached_cell_is_recomputed_with_a_warning(tmp_path: Path) -> None:
+    calls, cache = tmp_path / "calls", tmp_path / "cache"
+    calls.mkdir()
+    grid = {"a": [1, 2], "b": [0.5]}
+    for a in (1, 2):
+        io.save_dataset(
+            toy_cell(a, 0.5, str(tmp_path)), cache / f"{sweep.cell_id({'a': a, 'b': 0.5})}.nc"
+        )
+    bad = cache / f"{sweep.cell_id({'a': 2, 'b': 0.5})}.nc"
+    bad.write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(range(256)) * 4)
+    with pytest.warns(RuntimeWarning, match=f"{bad.name}.*computed again"):
+        res = sweep.run_sweep(toy_cell, grid, cache, fixed={"calls": str(calls)}, n_workers=1)
+    assert res.computed == [{"a": 2, "b": 0.5}] and res.reused == [{"a": 1, "b": 0.5}]
+    assert calls_in(calls) == ["2_0.5"]
+    np.testing.assert_allclose(res.dataset.total.sel(b=0.5), [1.5, 2.5])
+    assert float(io.load_dataset(bad, require_provenance=False).total) == 2.5
+    assert not list(cache.glob("*.claim"))
+
+
+def test_live_claim_is_waited_for_not_recomputed(tmp_path: Path) -> None:
+    """Another live process claims the cell: the sweep waits for its file and reuses it."""
+    calls, cache = tmp_path / "calls", tmp_path / "cache"
+    calls.mkdir()
+    cache.mkdir()
+    cell = {"a": 1, "b": 0.5}
+    final = cache / f"{sweep.cell_id(cell)}.nc"
+    ready = io.save_dataset(toy_cell(1, 0.5, str(tmp_path)), tmp_path / "ready.nc")
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        claim = cache / f"{sweep.cell_id(cell)}.claim"
+        claim.write_text(f"{other.pid}@{this_host()}")
+        finisher = threading.Timer(0.8, os.replace, (ready, final))  # the other's atomic write
+        start = time.monotonic()
+        finisher.start()
+        res = sweep.run_sweep(
+            toy_cell, {"a": [1], "b": [0.5]}, cache, fixed={"calls": str(calls)}, n_workers=1
+        )
+        waited = time.monotonic() - start
+        finisher.join()
+        assert claim.read_text() == f"{other.pid}@{this_host()}"  # not ours to remove
+    finally:
+        other.kill()
+        other.wait()
+    assert waited >= 0.8
+    assert res.reused == [cell] and not res.computed and calls_in(calls) == []
+    np.testing.assert_allclose(res.dataset.value.sel(a=1, b=0.5), 10.5 + np.arange(3))
+
+
+def test_claim_of_a_dead_process_is_taken_over(tmp_path: Path) -> None:
+    calls, cache = tmp_path / "calls", tmp_path / "cache"
+    calls.mkdir()
+    cache.mkdir()
+    claim = cache / f"{sweep.cell_id({'a': 1, 'b': 0.5})}.claim"
+    claim.write_text(f"{dead_pid()}@{this_host()}")
+    res = sweep.run_sweep(
+        toy_cell, {"a": [1], "b": [0.5]}, cache, fixed={"calls": str(calls)}, n_workers=1
+    )
+    assert res.computed == [{"a": 1, "b": 0.5}] and calls_in(calls) == ["1_0.5"]
+    assert not claim.exists()
+
+
+def test_waiting_for_a_claim_that_never_finishes_times_out(tmp_path: Path) -> None:
+    calls, cache = tmp_path / "calls", tmp_path / "cache"
+    calls.mkdir()
+    cache.mkdir()
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        claim = cache / f"{sweep.cell_id({'a': 2, 'b': 0.5})}.claim"
+        claim.write_text(f"{other.pid}@{this_host()}")
+        res = sweep.run_sweep(
+            toy_cell,
+            {"a": [1, 2], "b": [0.5]},
+            cache,
+            fixed={"calls": str(calls)},
+            n_workers=1,
+            wait_timeout=0.3,
+        )
+    finally:
+        other.kill()
+        other.wait()
+    assert res.computed == [{"a": 1, "b": 0.5}] and calls_in(calls) == ["1_0.5"]
+    (failure,) = res.failures
+    assert failure.cell == {"a": 2, "b": 0.5}
+    assert failure.error.startswith("TimeoutError") and str(other.pid) in failure.error
+    assert np.isnan(res.dataset.value.sel(a=2)).all()
