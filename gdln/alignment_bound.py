@@ -247,7 +247,10 @@ def alpha_rate(mu: float, X_min: float, X_max: float) -> float:
 
 
 def loss_bound_after_alignment(t: np.ndarray, t2: float, L2: float, alpha: float) -> np.ndarray:
-    """L(t) <= L(t2) / (L(t2) alpha (t - t2) + 1) for t >= t2 (the O(1/t) phase); NaN before."""
+    """L(t) <= L(t2) / (L(t2) alpha (t - t2) + 1) for t >= t2 (the O(1/t) phase); NaN before.
+    Needs a finite t2, L(t2) >= 0 and alpha > 0 (ValueError otherwise)."""
+    if not (np.isfinite(t2) and np.isfinite(L2) and L2 >= 0 and np.isfinite(alpha) and alpha > 0):
+        raise ValueError(f"need finite t2, L(t2) >= 0 and alpha > 0; got {t2}, {L2}, {alpha}")
     t = np.asarray(t, dtype=np.float64)
     return np.where(t >= t2, L2 / (L2 * alpha * (t - t2) + 1.0), np.nan)
 

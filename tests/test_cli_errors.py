@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -130,4 +131,45 @@ def test_bad_mnist_data_stops_before_training(
     assert code == 2 and "gzip" in err and err.count("\n") == 1
     code, err = run_cli(["run", "weff_mnist", "--set", "n_test=3", "--out", out], capsys)
     assert code == 2 and "no sample of class" in err and err.count("\n") == 1
+    assert results(tmp_path) == []
+
+
+def write_mnist_folder(folder: Path, side: int, labels: np.ndarray, n_test: int) -> Path:
+    """An IDX folder of random side x side images with the given train labels (test labels:
+    0, 1, ..., cycling) in the layout of the full MNIST."""
+    rng = np.random.default_rng(0)
+    folder.mkdir()
+    test_labels = np.arange(n_test) % 10
+    for split, y in (("train", labels), ("t10k", test_labels)):
+        images = rng.integers(0, 256, (len(y), side, side))
+        for kind, array in (("images-idx3", images), ("labels-idx1", y)):
+            header = bytes([0, 0, 0x08, array.ndim]) + np.array(array.shape, ">i4").tobytes()
+            (folder / f"{split}-{kind}-ubyte").write_bytes(
+                header + array.astype(np.uint8).tobytes()
+            )
+    return folder
+
+
+def test_architecture_attr_is_read_from_the_data(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """14 x 14 images: the net and its attr start at 196 inputs (the attr said 784 before)."""
+    folder = write_mnist_folder(tmp_path / "mnist", 14, np.arange(200) % 10, 60)
+    argv = ["run", "weff_mnist", "--mnist-dir", str(folder), "--set", "n_train=100",
+            "--set", "n_test=50", "--set", "epochs=1", "--set", "widths=16",
+            "--set", "n_snapshots=2", "--out", str(tmp_path / "out")]  # fmt: skip
+    code, _ = run_cli(argv, capsys)
+    assert code == 0
+    (path,) = results(tmp_path / "out")
+    with xr.open_dataset(path) as ds:
+        assert ds.attrs["architecture"] == "196-16-10"
+
+
+def test_labels_out_of_range_stop_before_training(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = write_mnist_folder(tmp_path / "mnist", 28, np.arange(200) % 13, 60)
+    argv = ["run", "weff_mnist", "--mnist-dir", str(folder), "--out", str(tmp_path / "out")]
+    code, err = run_cli(argv, capsys)
+    assert code == 2 and "labels must be digits 0..9" in err and err.count("\n") == 1
     assert results(tmp_path) == []

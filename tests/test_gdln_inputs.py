@@ -102,5 +102,7 @@ def test_alignment_bound_refuses_impossible_data_and_arguments() -> None:
         ab.eps_condition_holds(0.0, ingredients)  # True before
     with pytest.raises(ValueError, match="finite"):
         ab.norm_extremes(Xn)
+    with pytest.raises(ValueError, match="alpha > 0"):
+        ab.loss_bound_after_alignment(np.arange(3.0), 0.0, 1.0, np.nan)
     with pytest.raises(ValueError, match="nonzero"):
         ab.zeta_init(np.zeros((3, 5)), np.ones(3), ingredients.x_plus, ingredients.x_minus)
