@@ -19,9 +19,10 @@ What is exact and what is an estimate here:
   under-estimated by the same factor when xi is the smaller of the two;
 - ``t1`` and ``log_eps_max`` combine the above by the paper's formulas.
 
-The paper's appendix defines zeta and xi; we had only their structure (``REFERENCE.md``,
-section 4). Our definitions, stated in each function, follow that structure and are our own
-reading. The paper's polynomial eps condition is not reproduced (its form was not available).
+The paper's appendix defines zeta and xi; we had only their structure
+(docs/theory/early-alignment.md, section "Our readings of zeta and xi"). Our definitions,
+stated in each function, follow that structure and are our own reading. The paper's polynomial
+eps condition is not reproduced (its form was not available).
 
 Data with mu <= 0 violate the theorem's assumption: :func:`bound_ingredients` then returns
 ``applicable = False`` with the reason, and NaN for t1, xi, alpha and log_eps_max, never a

@@ -451,21 +451,22 @@ def integrate(
 ) -> Trajectory:
     """Integrate the exact gradient flow tau dW_e/dt = -dL/dW_e from ``initial`` at t = 0.
 
-    Parameters
-    ----------
-    times : increasing times (from 0 or later) at which to record.
-    initial : {edge: (n_target, n_source)}.
-    gates : per-sample node/edge gates (node gates may be per unit), see ``gdln.network``; or
-    schedule : gates that switch at given times (:class:`gdln.schedule.GateSchedule`); the
-        solver restarts at every switch.
-    form : "layers" (back-propagation, any gates) or "paths" (path-sum form, pathway gates).
-    modes : a ``ModeBasis``; if given, the trajectory also carries mode strengths
-        diag(U_v^T W_p V_u) per path and diag(U^T W_e V) per edge.
-    solver, rtol, atol : a ``scipy.integrate`` method (adaptive step size) or "RKC"
-        (:mod:`gdln.rkc`; second order, for stiff late flows, with rtol around 1e-4).
-    callback : called as ``callback(k, t_k, weights)`` at every record, in order.
-    with_weights : keep the weights at every record in the trajectory (False: loss only, for
-        long runs of wide networks; the callback still sees them).
+    Args:
+        times: increasing times (from 0 or later) at which to record.
+        initial: {edge: (n_target, n_source)}.
+        gates: per-sample node/edge gates (node gates may be per unit), see ``gdln.network``; or
+        schedule: gates that switch at given times (:class:`gdln.schedule.GateSchedule`); the
+            solver restarts at every switch.
+        form: "layers" (back-propagation, any gates) or "paths" (path-sum form, pathway gates).
+        modes: a ``ModeBasis``; if given, the trajectory also carries mode strengths
+            diag(U_v^T W_p V_u) per path and diag(U^T W_e V) per edge.
+        solver: a ``scipy.integrate`` method (adaptive step size) or "RKC" (:mod:`gdln.rkc`;
+            second order, for stiff late flows, with rtol around 1e-4).
+        rtol: relative tolerance of the solver.
+        atol: absolute tolerance of the solver.
+        callback: called as ``callback(k, t_k, weights)`` at every record, in order.
+        with_weights: keep the weights at every record in the trajectory (False: loss only, for
+            long runs of wide networks; the callback still sees them).
 
     Returns a :class:`~gdln.trajectory.Trajectory` with loss, weights and (optionally) modes;
     ``attrs["nfev"]`` counts the evaluations of the right-hand side.

@@ -1,4 +1,5 @@
-"""Losses on the output nodes, averaged over samples (the toolkit's clock, DESIGN.md "Time").
+"""Losses on the output nodes, averaged over samples (the toolkit's clock: docs/design.md,
+section "Time").
 
 A loss gives its value and its gradient with respect to each output node's activity h_v; the
 layer-by-layer gradient in ``gdln.dynamics`` back-propagates that gradient, so a new loss (for

@@ -73,13 +73,10 @@ class Path:
 class Network:
     """A GDLN architecture: named nodes with sizes and named directed edges.
 
-    Parameters
-    ----------
-    nodes
-        ``{node name: size}``.
-    edges
-        ``{edge name: (source node, target node)}``; the weight of edge e has shape
-        (nodes[target], nodes[source]).
+    Args:
+        nodes: ``{node name: size}``.
+        edges: ``{edge name: (source node, target node)}``; the weight of edge e has shape
+            (nodes[target], nodes[source]).
     """
 
     def __init__(self, nodes: Mapping[str, int], edges: Mapping[str, tuple[str, str]]) -> None:

@@ -42,13 +42,12 @@ class NotAlignedError(ValueError):
 class ModeBasis:
     """Shared singular vectors and the per-mode correlations of a gated dataset.
 
-    Attributes
-    ----------
-    bases : {node: (n_v, mode)} orthonormal columns: U_v at outputs, V_u at inputs, R_v hidden.
-    S : (mode, path) singular values of Sigma_yx(p) in the shared basis.
-    D : (mode, path, path) input correlations D(j, p) (zero for paths ending apart).
-    sigma_yy : < sum_v ||y_v||^2 >.
-    residual : largest relative off-diagonal (or out-of-basis) part measured when checking.
+    Attributes:
+        bases: {node: (n_v, mode)} orthonormal columns: U_v at outputs, V_u at inputs, R_v hidden.
+        S: (mode, path) singular values of Sigma_yx(p) in the shared basis.
+        D: (mode, path, path) input correlations D(j, p) (zero for paths ending apart).
+        sigma_yy: < sum_v ||y_v||^2 >.
+        residual: largest relative off-diagonal (or out-of-basis) part measured when checking.
     """
 
     bases: dict[str, Array]
@@ -251,12 +250,11 @@ def reduce(
     """Integrate the reduced (neural-race) ODE system of the module docstring
     (:func:`gdln.ode.solve_flow`: a ``scipy.integrate`` method or "RKC").
 
-    Parameters
-    ----------
-    modes : from :func:`shared_modes` (which has checked the diagonalisability).
-    initial : aligned weights {edge: W_e(0)} (checked: the part outside R_t diag(B) R_s^T must be
-        below ``tol`` relative, else NotAlignedError), or a number: B_e(0) = initial for all e.
-    with_weights : also rebuild W_e(t) = R_t diag(B_e(t)) R_s^T (for W_eff and comparisons).
+    Args:
+        modes: from :func:`shared_modes` (which has checked the diagonalisability).
+        initial: aligned weights {edge: W_e(0)} (checked: the part outside R_t diag(B) R_s^T must be
+            below ``tol`` relative, else NotAlignedError), or a number: B_e(0) = initial for all e.
+        with_weights: also rebuild W_e(t) = R_t diag(B_e(t)) R_s^T (for W_eff and comparisons).
 
     Returns a Trajectory with loss, mode_strength (time, mode, path) and edge_strength
     (time, mode, edge).

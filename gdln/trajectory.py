@@ -21,19 +21,19 @@ TIME_LONG_NAME = "time t (mean-loss gradient-flow clock; k GD steps of size eta 
 class Trajectory:
     """A learning trajectory sampled at ``time``.
 
-    Attributes
-    ----------
-    time : (time,)
-    loss : (time,)  mean loss L(t).
-    method : "closed_form", "reduce", "integrate" or "gradient_descent".
-    tau : time constant of the flow, tau dW/dt = -dL/dW.
-    mode_strength : (time, mode, path) or None: u_{p,alpha}(t), the strength of path p in mode
-        alpha (for a network, diag(U_v^T W_p V_u); in the reduction, prod_{e in p} B_e).
-    edge_strength : (time, mode, edge) or None: B_{e,alpha}(t), the diagonal of U^T W_e V.
-    weights : {edge: (time, n_target, n_source)} or None.
-    paths, edges : labels of the ``path`` and ``edge`` coordinates.
-    network : the architecture, when the trajectory is of a network (needed for W_eff).
-    attrs : extra netCDF-safe attrs (e.g. the ODE solver's tolerances).
+    Attributes:
+        time: (time,)
+        loss: (time,)  mean loss L(t).
+        method: "closed_form", "reduce", "integrate" or "gradient_descent".
+        tau: time constant of the flow, tau dW/dt = -dL/dW.
+        mode_strength: (time, mode, path) or None: u_{p,alpha}(t), the strength of path p in mode
+            alpha (for a network, diag(U_v^T W_p V_u); in the reduction, prod_{e in p} B_e).
+        edge_strength: (time, mode, edge) or None: B_{e,alpha}(t), the diagonal of U^T W_e V.
+        weights: {edge: (time, n_target, n_source)} or None.
+        paths: labels of the ``path`` coordinate.
+        edges: labels of the ``edge`` coordinate.
+        network: the architecture, when the trajectory is of a network (needed for W_eff).
+        attrs: extra netCDF-safe attrs (e.g. the ODE solver's tolerances).
     """
 
     time: Array

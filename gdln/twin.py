@@ -20,9 +20,9 @@ gates [(sample, n_l)] of the net (read by ``relu_lens.read_mlp``):
 Either twin is a plain :class:`gdln.Network` with gates and initial weights, so it runs as it is
 through ``gdln.integrate``, ``gdln.gradient_descent``, ``gdln.reduce`` (where its check passes)
 and, at one hidden layer, ``gdln.pathway_flow`` from :meth:`ReLN.aligned_start`. Its initial
-weights are cut from ``initial`` (default: ``weights``): W_in_a = W_1[units_a],
-W_mid_a_b = W_l[units_b][:, units_a], W_out_b = W_L[:, units_b] -- for instance the ReLU net's
-own initial weights, with the gates read at the end of training.
+weights are cut from ``initial`` (default: ``weights``): ``W_in_a = W_1[units_a]``,
+``W_mid_a_b = W_l[units_b][:, units_a]``, ``W_out_b = W_L[:, units_b]`` -- for instance the
+ReLU net's own initial weights, with the gates read at the end of training.
 """
 
 from __future__ import annotations

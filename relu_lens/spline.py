@@ -32,6 +32,8 @@ from numpy.typing import ArrayLike, NDArray
 
 Rule = Literal["uniform", "adaptive"]
 Target = Callable[[NDArray[np.float64]], NDArray[np.float64]]
+# g'' on an equally spaced grid, given when it is known exactly (e.g. from an expression)
+SecondDerivative = Callable[[NDArray[np.float64]], NDArray[np.float64]]
 
 
 @dataclass(frozen=True)
@@ -134,43 +136,59 @@ def uniform_nodes(a: float, b: float, k: int) -> NDArray[np.float64]:
 
 
 def curvature_density(
-    g: Target, a: float, b: float, n_grid: int = 4097, floor: float = 1e-3
+    g: Target,
+    a: float,
+    b: float,
+    n_grid: int = 4097,
+    floor: float = 1e-3,
+    g2: SecondDerivative | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
     """The adaptive rule's node density rho(x) = |g''(x)|^(1/2) + floor * mean |g''|^(1/2).
 
     g'' is estimated by central second differences on ``n_grid`` equally spaced points of
-    [a, b] (copied to the end points). A kink of g shows up as a spike of height |jump| / h
-    at the grid cell containing it, so its |g''|^(1/2)-mass is about sqrt(|jump| h). The
-    small relative ``floor`` keeps every stretch where g is linear at a finite node spacing;
-    if g'' vanishes everywhere rho is constant (the rule becomes uniform).
-    Returns the grid x (n_grid,) and rho (n_grid,).
+    [a, b] (copied to the end points), or is ``g2(x)`` on that grid when given (exact values,
+    e.g. from an expression). A kink of g shows up as a spike of height |jump| / h at the grid
+    cell containing it, so its |g''|^(1/2)-mass is about sqrt(|jump| h); a ``g2`` should put
+    its kinks on the grid the same way. The small relative ``floor`` keeps every stretch where
+    g is linear at a finite node spacing; if g'' vanishes everywhere rho is constant (the rule
+    becomes uniform). Returns the grid x (n_grid,) and rho (n_grid,).
     """
     if n_grid < 3:
         raise ValueError(f"n_grid must be >= 3, got {n_grid}")
     x = np.linspace(a, b, n_grid)
-    y = np.asarray(g(x), dtype=np.float64)
-    h = x[1] - x[0]
-    g2 = np.empty_like(y)
-    g2[1:-1] = (y[2:] - 2 * y[1:-1] + y[:-2]) / h**2
-    g2[0], g2[-1] = g2[1], g2[-2]
-    root = np.sqrt(np.abs(g2))
+    if g2 is None:
+        y = np.asarray(g(x), dtype=np.float64)
+        h = x[1] - x[0]
+        second = np.empty_like(y)
+        second[1:-1] = (y[2:] - 2 * y[1:-1] + y[:-2]) / h**2
+        second[0], second[-1] = second[1], second[-2]
+    else:
+        second = np.broadcast_to(np.asarray(g2(x), dtype=np.float64), x.shape)
+    root = np.sqrt(np.abs(second))
     mean = root.mean()
     rho = root + floor * mean if mean > 0 else np.ones_like(root)
     return x, rho
 
 
 def adaptive_nodes(
-    g: Target, a: float, b: float, k: int, n_grid: int = 4097, floor: float = 1e-3
+    g: Target,
+    a: float,
+    b: float,
+    k: int,
+    n_grid: int = 4097,
+    floor: float = 1e-3,
+    g2: SecondDerivative | None = None,
 ) -> NDArray[np.float64]:
     """k + 1 nodes that equidistribute rho = |g''|^(1/2) (+ a small floor, see
-    :func:`curvature_density`): with R(x) = int_a^x rho, node x_j solves R(x_j) = (j / k) R(b).
+    :func:`curvature_density`, which also says what ``g2`` is): with R(x) = int_a^x rho,
+    node x_j solves R(x_j) = (j / k) R(b).
 
     Every cell then carries the same share of int rho. For linear interpolation the error on a
     cell of width h is about h^2 |g''| / 8, and equidistributing |g''|^(1/2) makes these equal
     across cells, the asymptotically best placement for the sup error (de Boor's rule).
     """
     _check_interval(a, b, k)
-    x, rho = curvature_density(g, a, b, n_grid, floor)
+    x, rho = curvature_density(g, a, b, n_grid, floor, g2)
     cum = np.concatenate([[0.0], np.cumsum(0.5 * (rho[1:] + rho[:-1]) * np.diff(x))])
     nodes = np.interp(np.linspace(0.0, cum[-1], k + 1), cum, x)
     nodes[0], nodes[-1] = a, b
@@ -190,13 +208,16 @@ def interpolant(g: Target, nodes: ArrayLike) -> Spline:
     return Spline(alpha=y[0], beta=0.0, knots=nodes[:-1], jumps=jumps)
 
 
-def constructive_interpolant(g: Target, a: float, b: float, k: int, rule: Rule) -> Spline:
+def constructive_interpolant(
+    g: Target, a: float, b: float, k: int, rule: Rule, g2: SecondDerivative | None = None
+) -> Spline:
     """The constructive solution with a budget of k units: the interpolant of g on k + 1
-    uniform or adaptive nodes of [a, b] (module docstring), a Spline with k knots."""
+    uniform or adaptive nodes of [a, b] (module docstring), a Spline with k knots. ``g2``:
+    exact g'' for the adaptive rule (:func:`curvature_density`)."""
     if rule == "uniform":
         nodes = uniform_nodes(a, b, k)
     elif rule == "adaptive":
-        nodes = adaptive_nodes(g, a, b, k)
+        nodes = adaptive_nodes(g, a, b, k, g2=g2)
     else:
         raise ValueError(f"unknown knot rule {rule!r}; use 'uniform' or 'adaptive'")
     return interpolant(g, nodes)

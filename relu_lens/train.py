@@ -1,7 +1,8 @@
 """Training loop with snapshots: recorders are called at chosen steps (step 0 included).
 
-Clock (DESIGN.md): with SGD at step size eta, k steps sit at t = k * eta on the gradient flow
-of the loss as defined here (mean over samples; MSE is (1/2P) sum_i ||y_i - f(x_i)||^2).
+Clock (docs/design.md, section "Time"): with SGD at step size eta, k steps sit at t = k * eta on
+the gradient flow of the loss as defined here (mean over samples; MSE is
+(1/2P) sum_i ||y_i - f(x_i)||^2).
 Adam and minibatches leave that clock approximate; the recorded ``time`` is still k * eta.
 """
 
@@ -133,7 +134,8 @@ def train(
     snap_index = {s: i for i, s in enumerate(snaps)}
     order = torch.randperm(P, generator=gen)
     cursor = 0
-    bar = tqdm(total=steps, desc="training", disable=not progress, leave=False)
+    # a bar only on a terminal (disable=None): a log gets no carriage-return updates
+    bar = tqdm(total=steps, desc="training", disable=None if progress else True, leave=False)
     try:
         for step in range(steps + 1):
             if step in snap_index:

@@ -3,10 +3,10 @@
 A sweep over the sample count n and the target separability mu (and seeds) of two-layer
 bias-free ReLU nets f(x) = sum_j v_j relu(w_j^T x) trained by small-step gradient descent on
 the exponential (or logistic) loss SUMMED over samples (the paper's clock: step k is at
-t = k eta with that loss; DESIGN.md's default mean loss would stretch times by n). Two
-initialisations per cell: ``random`` (W = eps W0, W0 ~ N(0, 1/D), balanced v) and
-``worst_case`` (each neuron active on a single point of its own class, nearly orthogonal to it;
-:func:`relu_lens.two_layer.worst_case_directions`).
+t = k eta with that loss; the toolkit's default mean loss, docs/design.md, section "Time", would
+stretch times by n). Two initialisations per cell: ``random`` (W = eps W0, W0 ~ N(0, 1/D),
+balanced v) and ``worst_case`` (each neuron active on a single point of its own class, nearly
+orthogonal to it; :func:`relu_lens.two_layer.worst_case_directions`).
 
 Per cell the measured alignment time t_align is set beside the theorem's
 t1 = 16 log n / (min{zeta, xi} sqrt(mu) X_min) (:mod:`gdln.alignment_bound`), with whether the
@@ -14,7 +14,8 @@ theorem's assumptions held. The eps condition of the theorem, eps <= h^(-1/2)
 exp(-4 n X_max t1), is far below anything representable (log_eps_max ~ -1e4 and less), so the
 stated relaxation is used: the network output stays small, max_i |f(x_i)| <= f_small, until
 alignment (the alignment-phase approximation -l'(y f) ~ -l'(0) that the eps condition secures).
-Cells run on dask.distributed via :mod:`studies.sweep` (resumable).
+Cells run on dask.distributed via :mod:`studies.sweep` (resumable). The theorem, its
+constants and our readings of zeta and xi: docs/theory/early-alignment.md.
 """
 
 from __future__ import annotations

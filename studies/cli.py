@@ -1,10 +1,14 @@
-"""The one command-line entry point, ``relu-gdln``.
+"""The one command-line entry point, ``relu-gdln``::
 
-relu-gdln list
-relu-gdln run STUDY|all [--preset quick|paper] [--set FIELD=VALUE ...] [--out DIR]
-              [--seed N] [--device cpu|cuda] [--mnist-dir DIR]
-relu-gdln show FILE
-relu-gdln plot FILE [--out DIR]
+    relu-gdln list
+    relu-gdln run STUDY|all [--preset quick|paper] [--set FIELD=VALUE ...] [--out DIR]
+                  [--seed N] [--device cpu|cuda] [--mnist-dir DIR]
+    relu-gdln report [RESULTS_DIR] [--all]
+    relu-gdln show FILE
+    relu-gdln plot FILE [--out DIR]
+
+Errors the toolkit expects (:func:`expected_errors`) end the command with one line on stderr
+and exit code 2; ``run all`` ends by writing the report page (``studies.report``).
 """
 
 from __future__ import annotations
@@ -14,8 +18,11 @@ import dataclasses
 import shlex
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from studies import io, registry
 from studies.config import ConfigError, apply_overrides
@@ -87,8 +94,9 @@ def run_study(module: Any, config: Any, out: Path) -> tuple[Path, list[Path]]:
 def cmd_list(_: argparse.Namespace) -> int:
     for name in registry.available():
         module = registry.load(name)
-        doc = (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else ""
-        print(f"{name:18s} presets: {', '.join(module.PRESETS)}   {doc}")
+        paper, headline = registry.PAPERS.get(name, ("", ""))
+        print(f"{name:16s} {paper}")
+        print(f"{'':16s}   measures: {headline}; presets: {', '.join(module.PRESETS)}")
     return 0
 
 
@@ -118,11 +126,32 @@ def cmd_run(args: argparse.Namespace) -> int:
                 raise ConfigError(f"--set {field}: no study has a field {field!r}")
     for module, config in zip(modules, configs, strict=True):
         print(f"[{module.NAME}] preset {args.preset}", flush=True)
+        start = time.perf_counter()
         path, figures = run_study(module, config, out)
         print(f"[{module.NAME}] wrote {path}")
         for fig in figures:
             print(f"[{module.NAME}] wrote {fig}")
+        print(f"[{module.NAME}] done in {time.perf_counter() - start:.1f} s", flush=True)
+    if args.study == "all":
+        from studies.report import write_report
+
+        print(f"wrote {write_report(out)}")
     return 0
+
+
+def coord_range(coord: Any) -> str:
+    """Length and range of a coordinate: "n=5, 0 .. 40" for numbers, the first and last labels
+    for text ("n=3, 'aligned' .. 'orthogonal'")."""
+    values = np.asarray(coord.values).ravel()
+    if values.size == 0:
+        return "n=0"
+    if np.issubdtype(values.dtype, np.number) and not np.issubdtype(values.dtype, np.bool_):
+        finite = values[np.isfinite(values)]
+        if finite.size == 0:
+            return f"n={values.size}, all NaN"
+        return f"n={values.size}, {finite.min():.4g} .. {finite.max():.4g}"
+    first, last = str(values[0]), str(values[-1])
+    return f"n={values.size}, {first!r}" + (f" .. {last!r}" if values.size > 1 else "")
 
 
 def describe(ds: Any) -> str:
@@ -131,7 +160,9 @@ def describe(ds: Any) -> str:
     lines.append("dims: " + ", ".join(f"{k}={v}" for k, v in ds.sizes.items()))
     lines.append("coordinates:")
     for name, coord in ds.coords.items():
-        lines.append(f"  {name} {coord.dims} {coord.attrs.get('units', '')}")
+        lines.append(
+            f"  {name} {coord.dims} [{coord.attrs.get('units', '?')}] {coord_range(coord)}"
+        )
     lines.append("variables:")
     for name, var in ds.data_vars.items():
         lines.append(
@@ -150,6 +181,13 @@ def describe(ds: Any) -> str:
         value = str(ds.attrs.get(key, ""))
         lines.append(f"  {key}: {value if len(value) < 300 else value[:300] + '...'}")
     return "\n".join(lines)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from studies.report import write_report
+
+    print(f"wrote {write_report(Path(args.dir), all_results=args.all)}")
+    return 0
 
 
 def cmd_show(args: argparse.Namespace) -> int:
@@ -194,6 +232,10 @@ def parser() -> argparse.ArgumentParser:
         help="address of a dask scheduler for sweeps (default: a local cluster)",
     )
     r.set_defaults(func=cmd_run)
+    rp = sub.add_parser("report", help="one HTML page of the results in a folder")
+    rp.add_argument("dir", nargs="?", default="results", help="results folder (default: results)")
+    rp.add_argument("--all", action="store_true", help="every result, not only the newest")
+    rp.set_defaults(func=cmd_report)
     s = sub.add_parser("show", help="summary of a result file")
     s.add_argument("file")
     s.set_defaults(func=cmd_show)

@@ -2,7 +2,7 @@
 
 Every study result is one netCDF file ``OUT/<study>/<UTC timestamp>.nc`` with figures (PNG)
 beside it. Files are written to a temporary name in the same folder and renamed, so an
-interrupted run never leaves a half-written result (DESIGN.md, "Datasets").
+interrupted run never leaves a half-written result (docs/design.md, section "Datasets").
 
 Leftovers of killed processes. A partial file is named ``.<name>.tmp<pid>@<host>`` and a
 scratch folder ``relu_gdln_stream_<pid>@<host>_<random>``: the owner tag ``<pid>@<host>``
@@ -196,7 +196,8 @@ def config_json(config: Any) -> str:
 
 
 def provenance_attrs(study: str, config: Any, command: str | None = None) -> dict[str, str]:
-    """The netCDF-safe provenance attrs every study Dataset carries (DESIGN.md)."""
+    """The netCDF-safe provenance attrs every study Dataset carries (docs/design.md, section
+    "Datasets")."""
     return {
         "study": study,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),

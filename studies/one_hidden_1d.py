@@ -1,10 +1,21 @@
 """One-hidden-layer ReLU nets on 1-D targets read as splines, against the constructive solution.
 
-Seed: Huang 2024 (arXiv 2411.06728); REFERENCE.md section 5. A net
+Seed: Huang 2024 (arXiv 2411.06728); docs/theory/splines.md. A net
 f(x) = sum_i a_i relu(w_i x + b_i) + c is a continuous piecewise-linear function with a knot
 t_i = -b_i / w_i per unit, which faces right (w_i > 0) or left (w_i < 0) and bends the slope by
 a_i |w_i| (``relu_lens.knots``). The constructive solution with the same budget of k = width
 units is the piecewise-linear interpolant of the target on k + 1 nodes (``relu_lens.spline``).
+
+Targets. ``Config.targets`` names built-in targets (:data:`TARGETS`: abs, sin3x, square, pwl,
+bump) or gives g as an expression in x, e.g. ``--set targets="abs(x-0.3)+0.5*sin(7*x)"``
+(:func:`parse_target`, read by sympy, never by Python's eval): x, numbers, + - * / ** ^,
+brackets, the constants pi and E and the functions abs, sign, Heaviside, relu, Max, Min, sqrt,
+exp, log, sin, cos, tan, atan, sinh, cosh, tanh (:data:`ALLOWED_NAMES`); any other name is
+refused. ``--set`` splits the tuple on commas, so an expression holds no comma: separate
+function arguments with ';' (``Max(x;0.2)``; in Python ',' works too) or use relu(u) =
+Max(u, 0). The target must be continuous with finite one-sided slopes on [lo, hi]. Its kinks
+and g'' come from the expression itself (:class:`ExpressionTarget`): exact, where the
+built-ins' g'' is a finite difference.
 
 What is run. For every target g on [lo, hi], width k and seed: a float64 net
 ``Linear(1, k) -> ReLU -> Linear(k, 1)`` with PyTorch's default initialisation is trained by
@@ -37,7 +48,10 @@ The comparison, precisely:
   spread would. (W1 rather than a sup-distance between distribution functions, because the
   latter barely notices knots gathered at the centre of a kink.)
 - units at initialisation: the same dead / affine counts for the untrained net
-  (``n_units_*_init``), so one sees which outside units training created and which it inherited.
+  (``n_units_*_init``), so one sees which outside units training created and which it inherited;
+- kinks: the target's kinks inside (lo, hi) (``target_kink``: known for abs and pwl, found by
+  sympy for an expression) and the distance from each to the nearest needed knot of the trained
+  net (``kink_knot_distance``).
 
 What the quick preset found (2 seeds, 3000 Adam steps; medians over seeds; rerun to update):
 
@@ -64,19 +78,27 @@ What the quick preset found (2 seeds, 3000 Adam steps; medians over seeds; rerun
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
+import tokenize
 from collections.abc import Callable
+from io import StringIO
 from typing import Any
 
 import numpy as np
+import sympy
 import torch
 import xarray as xr
 from matplotlib.figure import Figure
-from numpy.typing import NDArray
+from numpy.typing import ArrayLike, NDArray
+from scipy.optimize import brentq
+from sympy.parsing.sympy_parser import auto_number, convert_xor, parse_expr, rationalize
 from torch import nn
 from tqdm.auto import tqdm
 
 from relu_lens.knots import AFFINE, DEAD, INSIDE, STATE_NAMES, read_net, redundancy
 from relu_lens.spline import (
+    SecondDerivative,
     Spline,
     constructive_interpolant,
     curvature_density,
@@ -116,11 +138,308 @@ TARGET_FORMULAS = {
     "pwl": f"piecewise linear through {list(zip(PWL_NODES, PWL_VALUES, strict=True))}",
     "bump": f"exp(-((x - {BUMP_CENTRE}) / {BUMP_WIDTH})^2)",
 }
+BUILTIN_KINKS = {"abs": (0.0,), "pwl": PWL_NODES[1:-1]}
+
+# ----------------------------------------------------------- targets given as expressions in x
+
+X = sympy.Symbol("x", real=True)
+_U = sympy.Dummy("u", real=True)
+CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "E": sympy.E}
+FUNCTIONS: dict[str, Any] = {
+    "abs": sympy.Abs,
+    "sign": sympy.sign,
+    "Heaviside": sympy.Heaviside,
+    "relu": sympy.Lambda(_U, sympy.Max(_U, 0)),
+    "Max": sympy.Max,
+    "Min": sympy.Min,
+    "sqrt": sympy.sqrt,
+    "exp": sympy.exp,
+    "log": sympy.log,
+    "sin": sympy.sin,
+    "cos": sympy.cos,
+    "tan": sympy.tan,
+    "atan": sympy.atan,
+    "sinh": sympy.sinh,
+    "cosh": sympy.cosh,
+    "tanh": sympy.tanh,
+}
+ALLOWED_NAMES = ("x", *CONSTANTS, *FUNCTIONS)
+_ALLOWED_TEXT = (
+    f"allowed names: {', '.join(ALLOWED_NAMES)} (and numbers, + - * / ** ^ ( ); "
+    "';' between function arguments)"
+)
+_OPERATORS = frozenset({"+", "-", "*", "/", "**", "^", "(", ")", ","})
+_LAYOUT = frozenset({tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER})
+# functions whose branch changes where their argument (Max, Min: a difference of two of their
+# arguments) changes sign: the only places where an expression of the allowed names can bend
+_SWITCHES = (sympy.Abs, sympy.sign, sympy.Heaviside, sympy.Max, sympy.Min)
+ROOT_GRID = 8193  # grid on which zeros sympy cannot solve for are bracketed
+ADAPTIVE_GRID = 4097  # the grid of relu_lens.spline.adaptive_nodes (its default n_grid)
+
+
+class TargetError(ValueError):
+    """A target expression that cannot be read, or whose values, slopes or g'' are unusable."""
+
+
+def _evaluate(f: Callable[..., Any], x: ArrayLike) -> NDArray[np.float64]:
+    """A lambdified function on x as float64 of x's shape (a constant broadcast); NaN where
+    it is undefined (numpy's warnings silenced: the callers check finiteness)."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        y = f(x)
+    return np.broadcast_to(np.asarray(y, dtype=np.float64), x.shape).copy()
+
+
+@dataclasses.dataclass(frozen=True)
+class ExpressionTarget:
+    """A target g given as a sympy expression in the real variable x (:func:`parse_target`).
+
+    Values g(x) come from ``sympy.lambdify`` with numpy. Kinks (:meth:`kinks`) and g''
+    (:meth:`second_derivative`) come from the expression itself, so the adaptive rule of the
+    constructive solution and the knot-against-curvature comparison use them exactly.
+    """
+
+    text: str
+    expr: sympy.Expr
+
+    @functools.cached_property
+    def _value(self) -> Callable[..., Any]:
+        return sympy.lambdify(X, self.expr, "numpy")
+
+    @functools.cached_property
+    def _second(self) -> Callable[..., Any]:
+        """g'' where g is smooth: the second derivative with its Dirac deltas (at kinks) cut."""
+        g2 = sympy.diff(self.expr, X, 2).replace(sympy.DiracDelta, lambda *_: sympy.S.Zero)
+        return sympy.lambdify(X, g2, "numpy")
+
+    def __call__(self, x: ArrayLike) -> NDArray[np.float64]:
+        """g(x), same shape as x (NaN where g is undefined)."""
+        return _evaluate(self._value, x)
+
+    def kinks(self, lo: float, hi: float) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Kinks t_k of g inside (lo, hi), increasing, and the slope jumps g'(t_k+) - g'(t_k-)
+        (:func:`_kinks`); TargetError if g jumps or has an infinite slope there."""
+        t, jumps = _kinks(self.expr, float(lo), float(hi))
+        return np.array(t, dtype=np.float64), np.array(jumps, dtype=np.float64)
+
+    def second_derivative(self, x: ArrayLike) -> NDArray[np.float64]:
+        """g'' on the equally spaced grid x, as central second differences see it but exact:
+
+            g''(x_i) = g''_smooth(x_i) + sum_k J_k max(1 - |x_i - t_k| / h, 0) / h,
+
+        h the spacing: where g is smooth its g'' from the expression, and at each kink t_k with
+        slope jump J_k the two grid values that the second difference of J_k relu(x - t_k)
+        gives (a discrete J_k delta(x - t_k) of mass J_k). The input of
+        ``relu_lens.spline.curvature_density`` (its ``g2``).
+        """
+        x = np.asarray(x, dtype=np.float64)
+        g2 = _evaluate(self._second, x)
+        t, jumps = self.kinks(x[0], x[-1])
+        if t.size and x.size > 1:
+            h = x[1] - x[0]
+            g2 += (np.maximum(1.0 - np.abs(x[:, None] - t) / h, 0.0) / h) @ jumps
+        return g2
+
+
+def _check_tokens(source: str) -> None:
+    """TargetError naming the first token of ``source`` that is not x, an allowed name, a real
+    number, an arithmetic operator or a bracket: the parser sees arithmetic and nothing else."""
+    try:
+        tokens = list(tokenize.generate_tokens(StringIO(source).readline))
+    except (tokenize.TokenError, SyntaxError) as err:
+        raise TargetError(f"cannot read it ({err.args[0]})") from None
+    for tok in tokens:
+        kind, text = tok.type, tok.string
+        if kind == tokenize.NAME and text not in ALLOWED_NAMES:
+            raise TargetError(f"unknown name {text!r}; {_ALLOWED_TEXT}")
+        if kind == tokenize.NUMBER and text[-1] in "jJ":
+            raise TargetError(f"{text!r} is imaginary; targets are real")
+        if kind == tokenize.OP and text not in _OPERATORS:
+            raise TargetError(f"{text!r} is not allowed; {_ALLOWED_TEXT}")
+        if kind == tokenize.ERRORTOKEN and text.isspace():
+            continue
+        if kind not in (tokenize.NAME, tokenize.NUMBER, tokenize.OP) and kind not in _LAYOUT:
+            raise TargetError(f"{text!r} is not allowed; {_ALLOWED_TEXT}")
+
+
+@functools.lru_cache(maxsize=256)
+def parse_target(text: str) -> ExpressionTarget:
+    """The target g(x) that the expression ``text`` gives, read by sympy.
+
+    Allowed: the variable x, numbers (floats read as exact rationals, so kinks of
+    abs(x - 0.3) sit at exactly 3/10), + - * / ** (^ is a power too), brackets and the names
+    of :data:`ALLOWED_NAMES`: the constants pi and E, and abs, sign, Heaviside, relu (= Max(u,
+    0)), Max, Min, sqrt, exp, log, sin, cos, tan, atan, sinh, cosh, tanh. Function arguments
+    are separated by ',' or ';' (';' on the command line, where ',' separates targets). Every
+    token is checked against this list before ``sympy.parsing.sympy_parser.parse_expr`` runs
+    with only these names in its namespaces (no builtins), so nothing else can be named,
+    imported or called. TargetError, one line naming the first offending name or token.
+    """
+    source = text.strip().replace(";", ",")
+    _check_tokens(source)
+    names = {"x": X, **CONSTANTS, **FUNCTIONS}
+    numbers = {  # what auto_number and rationalize write; no builtins
+        "__builtins__": {},
+        "Integer": sympy.Integer,
+        "Float": sympy.Float,
+        "Rational": sympy.Rational,
+    }
+    try:
+        expr = parse_expr(
+            source,
+            local_dict=names,
+            global_dict=numbers,
+            transformations=(auto_number, rationalize, convert_xor),
+        )
+    except Exception as err:  # any error of a malformed expression (syntax, arity, ...)
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise TargetError(f"cannot read it ({reason})") from None
+    if not isinstance(expr, sympy.Expr) or isinstance(expr, sympy.Lambda):
+        raise TargetError(
+            "it is not one expression in x (a function needs its argument, e.g. sin(x))"
+        )
+    if expr.has(sympy.I, sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        raise TargetError(f"it is not finite and real ({expr})")
+    return ExpressionTarget(text=text, expr=expr)
+
+
+def _switch_arguments(expr: sympy.Expr) -> list[sympy.Expr]:
+    """The expressions whose sign changes can bend g: arguments of abs, sign and Heaviside,
+    and differences of two arguments of Max or Min."""
+    out = [a.args[0] for a in expr.atoms(sympy.Abs, sympy.sign, sympy.Heaviside)]
+    for m in expr.atoms(sympy.Max, sympy.Min):
+        out += [p - q for p, q in itertools.combinations(m.args, 2)]
+    return out
+
+
+def _zeros(u: sympy.Expr, lo: float, hi: float) -> list[float]:
+    """Zeros of u in (lo, hi): exact from ``sympy.solveset`` when it finds a finite set, else
+    the sign changes of u on ROOT_GRID points refined by Brent's method (and grid zeros)."""
+    found = sympy.solveset(u, X, sympy.Interval.open(sympy.Rational(lo), sympy.Rational(hi)))
+    if isinstance(found, sympy.FiniteSet):
+        return [float(t) for t in found]
+    f = sympy.lambdify(X, u, "numpy")
+    grid = np.linspace(lo, hi, ROOT_GRID)
+    sign = np.sign(_evaluate(f, grid))
+    zeros = list(grid[1:-1][sign[1:-1] == 0])
+    for i in np.flatnonzero(sign[:-1] * sign[1:] < 0):
+        zeros.append(brentq(lambda t: float(_evaluate(f, t)), grid[i], grid[i + 1], xtol=1e-15))
+    return zeros
+
+
+def _branch(expr: sympy.Expr, point: float) -> sympy.Expr:
+    """The smooth expression equal to ``expr`` on the stretch around ``point`` where no switch
+    argument changes sign: each switch, inside out, replaced by its branch at the point
+    (abs(u) -> +-u, sign(u) -> +-1, Heaviside(u) -> 0 or 1, Max / Min -> the largest / smallest
+    argument)."""
+    at = {X: sympy.Float(point, 30)}
+
+    def value(u: sympy.Expr) -> float:
+        return float(sympy.N(u, 30, subs=at))
+
+    def pick(e: sympy.Expr) -> sympy.Expr:
+        if isinstance(e, sympy.Abs):
+            return e.args[0] if value(e.args[0]) >= 0 else -e.args[0]
+        if isinstance(e, sympy.sign | sympy.Heaviside):
+            return e.func(sympy.Float(value(e.args[0])), *e.args[1:])
+        values = [value(a) for a in e.args]
+        return e.args[int(np.argmax(values) if isinstance(e, sympy.Max) else np.argmin(values))]
+
+    return expr.replace(lambda e: isinstance(e, _SWITCHES), pick)
+
+
+def _finite(e: sympy.Expr) -> float:
+    """The number e as a float; NaN unless it is finite and real."""
+    v = sympy.N(e)
+    return float(v) if v.is_real and v.is_finite else float("nan")
+
+
+@functools.lru_cache(maxsize=256)
+def _kinks(expr: sympy.Expr, lo: float, hi: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Kinks of g = expr inside (lo, hi): positions t and slope jumps g'(t+) - g'(t-).
+
+    g can only bend where a switch changes branch, at a zero t of a switch argument
+    (:func:`_switch_arguments`, :func:`_zeros`). Between two neighbouring candidates every
+    switch keeps its branch, so the smooth branches of g left and right of t are read at the
+    midpoints to its neighbours (:func:`_branch`), and give g(t-), g(t+), g'(t-), g'(t+) from
+    the expression. TargetError if g jumps at t (the nets are continuous) or a one-sided slope
+    is infinite; a candidate where g'(t+) = g'(t-) is no kink.
+    """
+    candidates = sorted({t for u in _switch_arguments(expr) for t in _zeros(u, lo, hi)})
+    tol = 1e-12 * (hi - lo)  # zeros of several switches at one point, up to rounding
+    candidates = [t for i, t in enumerate(candidates) if i == 0 or t - candidates[i - 1] > tol]
+    edges = [lo, *candidates, hi]
+    positions, jumps = [], []
+    for i, t in enumerate(candidates, start=1):
+        sides = (_branch(expr, (edges[i - 1] + t) / 2), _branch(expr, (t + edges[i + 1]) / 2))
+        values = [_finite(e.subs(X, t)) for e in sides]
+        slopes = [_finite(sympy.diff(e, X).subs(X, t)) for e in sides]
+        if not np.all(np.isfinite(values + slopes)):
+            raise TargetError(f"its slope is infinite or undefined at x = {t:.6g}")
+        if abs(values[1] - values[0]) > 1e-9 * (1 + max(map(abs, values))):
+            raise TargetError(
+                f"it jumps by {values[1] - values[0]:.6g} at x = {t:.6g}; targets must be "
+                "continuous (a ReLU net is)"
+            )
+        if abs(slopes[1] - slopes[0]) > 1e-9 * (1 + max(map(abs, slopes))):
+            positions.append(t)
+            jumps.append(slopes[1] - slopes[0])
+    return tuple(positions), tuple(jumps)
+
+
+def target_function(name: str) -> Callable[[NDArray[np.float64]], NDArray[np.float64]]:
+    """The built-in target ``name``, else the :class:`ExpressionTarget` it gives."""
+    return TARGETS[name] if name in TARGETS else parse_target(name)
+
+
+def target_kinks(name: str, lo: float, hi: float) -> NDArray[np.float64]:
+    """The kinks of a target inside (lo, hi): known for the built-ins, found for expressions."""
+    if name in TARGETS:
+        t = np.array(BUILTIN_KINKS.get(name, ()), dtype=np.float64)
+        return t[(t > lo) & (t < hi)]
+    return parse_target(name).kinks(lo, hi)[0]
+
+
+def _exact_second(g: Callable[..., Any]) -> SecondDerivative | None:
+    """An expression target's exact g''; None for a built-in (finite differences)."""
+    return g.second_derivative if isinstance(g, ExpressionTarget) else None
+
+
+def check_target(name: str, lo: float, hi: float, n_points: tuple[int, ...]) -> None:
+    """ValueError, one line, unless ``name`` is a built-in target or an expression in x that
+    is continuous with finite one-sided slopes on [lo, hi] and whose values and g'' are finite
+    on the grids of ``n_points`` points of [lo, hi] the study uses."""
+    if name in TARGETS:
+        return
+    try:
+        g = parse_target(name)
+    except TargetError as err:
+        raise ValueError(
+            f"target {name!r} is neither a built-in target ({', '.join(TARGETS)}) nor an "
+            f"expression in x: {err}"
+        ) from None
+    try:
+        g.kinks(lo, hi)
+    except TargetError as err:
+        raise ValueError(f"target {name!r} on [{lo}, {hi}]: {err}") from None
+    for n in n_points:
+        x = np.linspace(lo, hi, n)
+        for what, values in (("value", g(x)), ("second derivative", g.second_derivative(x))):
+            bad = ~np.isfinite(values)
+            if bad.any():
+                raise ValueError(
+                    f"target {name!r}: its {what} is not finite at x = {x[bad][0]:.6g} "
+                    f"(on [{lo}, {hi}])"
+                )
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Sweep over targets x widths x seeds (seeds seed, seed + 1, ..., seed + n_seeds - 1)."""
+    """Sweep over targets x widths x seeds (seeds seed, seed + 1, ..., seed + n_seeds - 1).
+
+    ``targets``: names of :data:`TARGETS` or expressions in x (module docstring,
+    :func:`parse_target`; no commas: ';' between function arguments).
+    """
 
     targets: tuple[str, ...] = tuple(TARGETS)
     widths: tuple[int, ...] = (8, 32, 128)
@@ -145,13 +464,14 @@ class Config:
         )
         if not (np.isfinite(self.lo) and np.isfinite(self.hi)):
             raise ValueError(f"lo and hi must be finite, got [{self.lo}, {self.hi}]")
-        unknown = [t for t in self.targets if t not in TARGETS]
-        if unknown or not self.targets:
-            raise ValueError(f"unknown targets {unknown}; choose from {list(TARGETS)}")
         if not self.hi > self.lo:
             raise ValueError(f"need lo < hi, got [{self.lo}, {self.hi}]")
         if self.n_train < 2 or self.n_eval < 3:
             raise ValueError("need n_train >= 2 and n_eval >= 3")
+        if not self.targets:
+            raise ValueError(f"targets is empty; give built-ins {list(TARGETS)} or expressions")
+        for target in self.targets:
+            check_target(target, self.lo, self.hi, (self.n_train, self.n_eval, ADAPTIVE_GRID))
 
 
 PRESETS = {
@@ -214,6 +534,7 @@ def _cell(
     config: Config,
     x: NDArray[np.float64],
     cdf_curv: NDArray[np.float64],
+    kinks: NDArray[np.float64],
 ) -> dict[str, Any]:
     """Train, read and compare one (target, width, seed) cell."""
     model = make_net(width, seed)
@@ -230,7 +551,7 @@ def _cell(
     red = redundancy(reading, config.knot_resolution * (config.hi - config.lo), config.jump_rel_tol)
     needed = red.needed
     constructed: dict[str, Spline] = {
-        rule: constructive_interpolant(g, config.lo, config.hi, width, rule)
+        rule: constructive_interpolant(g, config.lo, config.hi, width, rule, _exact_second(g))
         for rule in ("uniform", "adaptive")
     }
     nodes = np.unique(np.concatenate([[config.lo], needed.knots, [config.hi]]))
@@ -250,6 +571,11 @@ def _cell(
         },
         "w1_curv": _w1_distance(x, cdf_curv, needed.knots, weights),
         "w1_unif": _w1_distance(x, cdf_unif, needed.knots, weights),
+        "kink_distance": (
+            np.min(np.abs(kinks[:, None] - needed.knots), axis=1)
+            if needed.knots.size
+            else np.full(kinks.size, np.nan)
+        ),
     }
     return out
 
@@ -279,17 +605,21 @@ def run(config: Config) -> xr.Dataset:
     nodes_c = nan(T, W, S, R, n_node)
     target_value, rho_all = nan(T, x.size), nan(T, x.size)
 
+    kinks = [target_kinks(t, config.lo, config.hi) for t in targets]
+    n_kink = max(1, *(k.size for k in kinks))  # NaN-padded; one NaN slot if no target has one
+    kink_at, kink_distance = nan(T, n_kink), nan(T, W, S, n_kink)
     cdf_curv = nan(T, x.size)
     for ti, target in enumerate(targets):
-        g = TARGETS[target]
+        g = target_function(target)
         target_value[ti] = g(x)
-        _, rho = curvature_density(g, config.lo, config.hi, n_grid=x.size)
+        kink_at[ti, : kinks[ti].size] = kinks[ti]
+        _, rho = curvature_density(g, config.lo, config.hi, x.size, g2=_exact_second(g))
         cum = np.concatenate([[0.0], np.cumsum(0.5 * (rho[1:] + rho[:-1]) * np.diff(x))])
         rho_all[ti], cdf_curv[ti] = rho / cum[-1], cum / cum[-1]
     cells = [(i, j, k) for i in range(T) for j in range(W) for k in range(S)]
-    for ti, wi, si in tqdm(cells, desc=NAME, unit="cell"):
-        g, width = TARGETS[targets[ti]], widths[wi]
-        res = _cell(g, width, seeds[si], config, x, cdf_curv[ti])
+    for ti, wi, si in tqdm(cells, desc=NAME, unit="cell", disable=None):  # bar on a terminal only
+        g, width = target_function(targets[ti]), widths[wi]
+        res = _cell(g, width, seeds[si], config, x, cdf_curv[ti], kinks[ti])
         r, red = res["reading"], res["red"]
         idx = (ti, wi, si)
         cell3["sup_t"][idx], cell3["l2_t"][idx] = res["errors_trained"]
@@ -311,6 +641,7 @@ def run(config: Config) -> xr.Dataset:
         ):
             units[name][ti, wi, si, :width] = arr
         f_trained[idx] = res["f"]
+        kink_distance[ti, wi, si, : kinks[ti].size] = res["kink_distance"]
         for ri, rule in enumerate(RULES):
             values, (sup, l2), spline = res["constructed"][rule]
             f_constructed[ti, wi, si, ri] = values
@@ -387,6 +718,15 @@ def run(config: Config) -> xr.Dataset:
         "curvature_density": _var(
             ("target", "x"), rho_all, "normalised density |g''|^(1/2) (adaptive rule)", "1/x units"
         ),
+        "target_kink": _var(
+            ("target", "kink"), kink_at, "kink of the target inside the interval (NaN past)", length
+        ),
+        "kink_knot_distance": _var(
+            (*d3, "kink"),
+            kink_distance,
+            "distance from the kink to the nearest needed knot",
+            length,
+        ),
     }
     coords = {
         "target": (
@@ -398,6 +738,7 @@ def run(config: Config) -> xr.Dataset:
         "seed": ("seed", np.array(seeds), {"long_name": "initialisation seed", "units": "1"}),
         "unit": ("unit", np.arange(n_unit), {"long_name": "hidden unit index", "units": "1"}),
         "node": ("node", np.arange(n_node), {"long_name": "node index", "units": "1"}),
+        "kink": ("kink", np.arange(n_kink), {"long_name": "kink index", "units": "1"}),
         "rule": (
             "rule",
             np.array(RULES, dtype=object),
@@ -406,7 +747,7 @@ def run(config: Config) -> xr.Dataset:
         "x": ("x", x, {"long_name": "input x", "units": length}),
         "target_formula": (
             "target",
-            np.array([TARGET_FORMULAS[t] for t in targets], dtype=object),
+            np.array([_formula(t) for t in targets], dtype=object),
             {"long_name": "target formula", "units": "1"},
         ),
     }
@@ -416,11 +757,15 @@ def run(config: Config) -> xr.Dataset:
             "seed_paper": "Huang 2024, arXiv 2411.06728",
             "interval_lo": config.lo,
             "interval_hi": config.hi,
-            "pwl_known_knots": "-0.5, 0.25, 0.5",
             "loss_convention": "(1/2P) sum_p (f(x_p) - g(x_p))^2, full batch, Adam, cosine lr",
         }
     )
     return io.finalize(ds, NAME, config)
+
+
+def _formula(target: str) -> str:
+    """A target's formula: the built-in's, or the expression as sympy read it."""
+    return TARGET_FORMULAS[target] if target in TARGETS else str(parse_target(target).expr)
 
 
 def _middle(values: NDArray) -> int:
@@ -503,6 +848,9 @@ def _knots_figure(ds: xr.Dataset) -> Figure:
             )
             top = 1.3 * max(h1.max(), h2.max())
         ax.plot(x, cell.curvature_density, color="tab:red", label="|g''|^(1/2), normalised")
+        kinks = cell.target_kink.values if "target_kink" in cell else np.array([])  # older files
+        for k, t in enumerate(kinks[np.isfinite(kinks)]):
+            ax.axvline(t, color="k", lw=0.6, ls=":", label="kinks of g" if k == 0 else None)
         ax.set_ylim(0, top)
         w1_c = float(cell.w1_knots_curvature.mean())
         w1_u = float(cell.w1_knots_uniform.mean())
@@ -576,7 +924,8 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
 
 def summary(ds: xr.Dataset) -> dict[str, float | str]:
     """Headline numbers: errors at the largest width (medians over seeds), how close the
-    trained knots sit to the curvature, redundancy, and dead / affine shares (trained vs init).
+    trained knots sit to the target's kinks and curvature, redundancy, and dead / affine
+    shares (trained vs init).
     """
     out: dict[str, float | str] = {}
     big = ds.isel(width=-1)
@@ -588,6 +937,9 @@ def summary(ds: xr.Dataset) -> dict[str, float | str]:
             out[f"{target}: sup err constructed {rule}"] = float(
                 cell.sup_error_constructed.sel(rule=rule).median()
             )
+        if "target_kink" in cell and cell.target_kink.notnull().any():  # not in older files
+            far = cell.kink_knot_distance.max("kink").median()
+            out[f"{target}: largest distance kink to nearest knot (w={width})"] = float(far)
         ratio = ds.w1_knots_curvature.sel(target=target) / ds.w1_knots_uniform.sel(target=target)
         out[f"{target}: W1(knots, curvature) / W1(knots, uniform), all widths"] = float(
             ratio.median()

@@ -3,19 +3,21 @@
 Saxe, Sodhani, Lewallen (ICML 2022), routing experiment: M input domains, each an input module
 4 -> 64 reading one-hot items; one shared 64 -> 64 layer; M output modules 64 -> 7. Each input
 domain is gated to K of the M output domains (here the cyclic routes {m, m+1, ..., m+K-1} mod M),
-and every trained route has the same target, a small hierarchy over the 4 items (REFERENCE.md,
-section 2). A sample is one (domain, item) pair: P = 4 M samples; node gates switch on its input
-domain and its K output domains (pathway gates).
+and every trained route has the same target, a small hierarchy over the 4 items
+(docs/theory/gated-networks.md, section "The routing network"). A sample is one (domain, item)
+pair: P = 4 M samples; node gates switch on its input domain and its K output domains (pathway
+gates).
 
 Theory: the reduced ODE per mode and path (``gdln.reduce``) from the aligned initial condition of
 scale b (every edge has strength b in every mode). Experiment: full-batch gradient descent in numpy
 on the same gated network, from the aligned initial condition and from random (semi-)orthogonal
-weights with gain b. Clock: mean loss over the P samples, t = steps x eta (DESIGN.md). The paper's
-SGD (lr 0.02, 500 epochs of P = 28 single samples) would span t = 280 on this clock; with the
-mean loss every mode is learned by t ~ 30 from scale 0.08, so the presets stop at t = 40. Gradient
-descent is the Euler discretisation of the flow: its loss curve differs from the flow's by O(eta)
-(measured: relative L2 error 0.042 / 0.022 / 0.011 at eta = 0.02 / 0.01 / 0.005 from the aligned
-scale-0.08 start), hence eta = 0.005 in the paper preset.
+weights with gain b. Clock: mean loss over the P samples, t = steps x eta (docs/design.md,
+section "Time"). The paper's SGD (lr 0.02, 500 epochs of P = 28 single samples) would span
+t = 280 on this clock; with the mean loss every mode is learned by t ~ 30 from scale 0.08, so the
+presets stop at t = 40. Gradient descent is the Euler discretisation of the flow: its loss curve
+differs from the flow's by O(eta) (measured: relative L2 error 0.042 / 0.022 / 0.011 at
+eta = 0.02 / 0.01 / 0.005 from the aligned scale-0.08 start), hence eta = 0.005 in the paper
+preset.
 """
 
 from __future__ import annotations

@@ -28,6 +28,31 @@ STUDIES: dict[str, str] = {
 }
 
 
+#: the paper each study reproduces, and the headline quantity it measures (``relu-gdln list``,
+#: the report page)
+PAPERS: dict[str, tuple[str, str]] = {
+    "weff_mnist": ("Ye 2025 (linear lens)", "inter/intra-class distance ratio of W_eff(x)"),
+    "weff_theory": (
+        "Ye 2025 + Saxe, Sodhani & Lewallen 2022",
+        "error of the frozen-gate twin's W_eff(x, t) against the ReLU net's",
+    ),
+    "race": ("Saxe, Sodhani & Lewallen 2022 (neural race)", "reduced theory vs gradient descent"),
+    "one_hidden_1d": ("Huang 2024 (1-D nets as splines)", "trained knots vs the target's kinks"),
+    "alignment": (
+        "Min, Mallada & Vidal 2024 (early alignment)",
+        "alignment time t_align against the bound t1",
+    ),
+    "alignment_mnist": (
+        "Min, Mallada & Vidal 2024 (early alignment)",
+        "alignment iteration on MNIST digit pairs",
+    ),
+    "contexts": (
+        "Jarvis, Klein, Rosman & Saxe 2025 (ReLN)",
+        "relative L2 error of the twin's loss curve against the ReLU net's",
+    ),
+}
+
+
 class UnknownStudyError(LookupError):
     """No study of that name in this checkout."""
 

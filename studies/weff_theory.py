@@ -218,7 +218,7 @@ def run(config: Config) -> xr.Dataset:
     err, ratio_p, sil_p, acc_p, loss_t = (np.full(shape, np.nan) for _ in range(5))
     tsne_pred = np.full((len(yte), 2), np.nan)
     tsne_k = k_idx[min(config.tsne_k_index, len(k_idx) - 1)]
-    for row, k in enumerate(tqdm(k_idx, desc="GDLN from snapshot k", leave=False)):
+    for row, k in enumerate(tqdm(k_idx, desc="GDLN from snapshot k", leave=False, disable=None)):
         twin, weights = theory_run(config, run_, k, Xtr, Y)
         test_gates = twin.gates_from(run_.gates_test[k])
         for j, W in enumerate(weights, start=k):
@@ -425,7 +425,8 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
         a.set_xscale("log")
         a.set_title(title, fontsize=10)
         a.set_xlabel("t = step * lr")
-        a.legend(fontsize=7)
+        if a.get_legend_handles_labels()[0]:  # the step-halving panel is empty without check
+            a.legend(fontsize=7)
     fig.suptitle(f"ReLU net vs frozen-gate GDLN ({ds.attrs.get('architecture', '')})")
     fig.tight_layout()
     figs = {"comparison": fig}

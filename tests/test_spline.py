@@ -154,6 +154,26 @@ def test_adaptive_beats_uniform_on_a_sharp_bump_and_matches_it_on_a_parabola():
     )
 
 
+def test_an_exact_second_derivative_replaces_the_finite_differences():
+    def bump(x):
+        return np.exp(-(((x - 0.2) / 0.1) ** 2))
+
+    def bump2(x):  # d^2/dx^2 exp(-u^2), u = (x - 0.2) / 0.1
+        u = (x - 0.2) / 0.1
+        return (4 * u**2 - 2) * np.exp(-(u**2)) / 0.1**2
+
+    x, rho_fd = curvature_density(bump, -1, 1)
+    x_exact, rho = curvature_density(bump, -1, 1, g2=bump2)
+    np.testing.assert_array_equal(x_exact, x)
+    np.testing.assert_allclose(rho, rho_fd, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(
+        adaptive_nodes(bump, -1, 1, 16, g2=bump2), adaptive_nodes(bump, -1, 1, 16), atol=1e-4
+    )
+    # the given g2 is what is used: a zero one makes the adaptive rule uniform
+    spline = constructive_interpolant(bump, -1, 1, 8, "adaptive", g2=np.zeros_like)
+    np.testing.assert_allclose(np.append(spline.knots, 1.0), uniform_nodes(-1, 1, 8), atol=1e-12)
+
+
 def test_linear_target_gives_uniform_adaptive_nodes():
     np.testing.assert_allclose(
         adaptive_nodes(lambda x: 2 * x + 1, 0.0, 3.0, 6), uniform_nodes(0.0, 3.0, 6), atol=1e-12
