@@ -28,7 +28,7 @@ ReLU net's own initial weights, with the gates read at the end of training.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -184,6 +184,11 @@ class ReLN:
 
 
 def _check_layers(weights: Sequence[Array], what: str) -> list[Array]:
+    if isinstance(weights, Mapping):
+        raise ShapeError(
+            f"{what}: need the list of layer matrices [W_1, ..., W_L], got a mapping (of edge "
+            "weights?)"
+        )
     W = [np.asarray(w, dtype=np.float64) for w in weights]
     if len(W) < 2 or any(w.ndim != 2 for w in W):
         raise ShapeError(f"{what}: need [W_1 (n_1, d), ..., W_L (m, n_(L-1))], L >= 2 matrices")

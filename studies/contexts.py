@@ -75,6 +75,7 @@ from matplotlib.figure import Figure
 import gdln
 from gdln import groups as gg
 from gdln.context_task import context_task, published_context_scale
+from gdln.staging import staged_schedule
 from studies import io
 from studies.config import check_numbers
 from studies.sweep import SweepResult, cache_dir, run_sweep
@@ -424,6 +425,11 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
             with_weights=False,
         ).loss
         seconds_aligned = _time.perf_counter() - start
+    # the staged twin: a linear phase until its loss reaches the context-mean plateau
+    staged = staged_schedule(twin, X, Y, task.context, float(times[-1]), **flow)
+    loss_staged = gdln.integrate(
+        net, X, Y, twin.initial, times, schedule=staged.schedule, with_weights=False, **flow
+    ).loss
     # node gates read from the ReLU snapshots over time
     loss_sched = np.full(T, np.nan)
     if depth in cfg["schedule_depths"]:
@@ -505,6 +511,32 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 rel_l2_log(loss_aligned, loss_relu),
                 (),
                 "relative L2 error of log10 loss, aligned-start ReLN vs ReLU",
+            ),
+            "loss_staged": _var(
+                loss_staged,
+                ("time",),
+                "ReLN mean loss, staged: a linear phase of the all-context groups until the "
+                "context-mean plateau, then the final gates",
+            ),
+            "rel_l2_loss_staged": _var(
+                rel_l2(loss_staged, loss_relu),
+                (),
+                "relative L2 error of the loss curve, staged ReLN vs ReLU",
+            ),
+            "rel_l2_log_loss_staged": _var(
+                rel_l2_log(loss_staged, loss_relu),
+                (),
+                "relative L2 error of log10 loss, staged ReLN vs ReLU",
+            ),
+            "staged_switch_time": _var(
+                staged.switch_time,
+                (),
+                "time the staged twin's linear phase reaches the context-mean plateau (NaN: never)",
+            ),
+            "context_mean_plateau": _var(
+                staged.plateau,
+                (),
+                "context-mean plateau (1/2P) sum ||y - mean y of its context||^2",
             ),
             "loss_scheduled": _var(
                 loss_sched,
@@ -700,6 +732,8 @@ def summary(ds: xr.Dataset) -> dict[str, float | str]:
                 "rel_l2_log_loss",
                 "rel_l2_loss_reduced",
                 "rel_l2_loss_aligned",
+                "rel_l2_loss_staged",
+                "rel_l2_log_loss_staged",
                 "rel_l2_log_loss_aligned",
                 "rel_l2_loss_scheduled",
                 "rel_l2_log_loss_scheduled",
@@ -748,6 +782,7 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                     label="ReLN (integrate)" if s == seed0 else None,
                 )
                 for name, color, ls, label in (
+                    ("loss_staged", "C4", "-", "ReLN (staged)"),
                     ("loss_aligned", "C2", ":", "ReLN (aligned start)"),
                     ("loss_scheduled", "C3", "-.", "ReLN (gates over time)"),
                 ):

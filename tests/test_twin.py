@@ -179,6 +179,8 @@ def test_from_gates_refuses_what_it_cannot_build() -> None:
     a = read_mlp(model, X)
     with pytest.raises(gdln.ShapeError, match="one gate array per hidden layer"):
         gdln.ReLN.from_gates(a.weights, a.gates[:1])
+    with pytest.raises(gdln.ShapeError, match="list of layer matrices"):
+        gdln.ReLN.from_gates(dict(enumerate(a.weights)), a.gates)
     with pytest.raises(gdln.ShapeError, match="rows"):
         gdln.ReLN.from_gates([a.weights[0], a.weights[2]], a.gates[:1])
     with pytest.raises(ValueError, match="0 or 1"):
