@@ -75,7 +75,7 @@ from matplotlib.figure import Figure
 import gdln
 from gdln import groups as gg
 from gdln.context_task import context_task, published_context_scale
-from gdln.staging import staged_schedule
+from gdln.staging import cell_mean_loss, staged_schedule
 from studies import io
 from studies.config import check_numbers
 from studies.sweep import SweepResult, cache_dir, run_sweep
@@ -235,6 +235,36 @@ def aligned_scale(network: gdln.Network, std: float) -> dict[str, float]:
     for name, e in network.edges.items():
         hidden = [network.sizes[v] for v in (e.source, e.target) if v not in ("x", "y")]
         out[name] = std * np.sqrt(max(hidden) / 2.0)
+    return out
+
+
+def linear_map_loss(X: Array, Y: Array) -> float:
+    """(1/2P) min_A sum_i ||y_i - A x_i||^2: the plateau of a network that stays linear."""
+    A = np.linalg.lstsq(X, Y, rcond=None)[0]
+    return float(0.5 * np.sum((Y - X @ A) ** 2) / X.shape[0])
+
+
+def seed_spread(loss_relu: xr.DataArray) -> xr.DataArray:
+    """Mean over pairs of seeds of rel_l2(loss_relu(seed a), loss_relu(seed b)), per
+    (context_count, depth): the floor against which every ReLN error stands (NaN with one
+    seed)."""
+    seeds = loss_relu.seed.values
+    out = xr.full_like(loss_relu.isel(seed=0, time=0, drop=True), np.nan, dtype=float)
+    for C in loss_relu.context_count.values:
+        for D in loss_relu.depth.values:
+            curves = [_last_valid(loss_relu.sel(context_count=C, depth=D, seed=s)) for s in seeds]
+            pairs = [
+                rel_l2(a.values, b.values)
+                for i, a in enumerate(curves)
+                for b in curves[i + 1 :]
+                if a.size == b.size
+            ]
+            if pairs:
+                out.loc[{"context_count": C, "depth": D}] = float(np.mean(pairs))
+    out.attrs = {
+        "long_name": "relative L2 between ReLU runs of different seeds (mean over pairs)",
+        "units": "1",
+    }
     return out
 
 
@@ -538,6 +568,14 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 (),
                 "context-mean plateau (1/2P) sum ||y - mean y of its context||^2",
             ),
+            "global_mean_plateau": _var(
+                cell_mean_loss(Y, np.zeros(P, dtype=int)),
+                (),
+                "global-mean plateau (1/2P) sum ||y - mean y||^2",
+            ),
+            "linear_plateau": _var(
+                linear_map_loss(X, Y), (), "loss of the best linear map y = A x (least squares)"
+            ),
             "loss_scheduled": _var(
                 loss_sched,
                 ("time",),
@@ -683,6 +721,7 @@ def run(config: Config) -> xr.Dataset:
 def describe(result: SweepResult, config: Config) -> xr.Dataset:
     """The combined Dataset of a sweep with its coordinate and provenance attrs."""
     ds = result.dataset
+    ds["rel_l2_seed_spread"] = seed_spread(ds.loss_relu)
     ds["context_count"].attrs.update(long_name="number of contexts C", units="1")
     ds["depth"].attrs.update(long_name="number of hidden layers", units="1")
     ds["seed"].attrs.update(long_name="seed of the ReLU init", units="1")
@@ -779,7 +818,7 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                     color="C1",
                     ls="--",
                     lw=1,
-                    label="ReLN (integrate)" if s == seed0 else None,
+                    label="ReLN (fixed gates)" if s == seed0 else None,
                 )
                 for name, color, ls, label in (
                     ("loss_staged", "C4", "-", "ReLN (staged)"),
@@ -798,12 +837,32 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                             lw=1,
                             label=label if s == seed0 else None,
                         )
+            for name, text in (
+                ("global_mean_plateau", "global mean"),
+                ("context_mean_plateau", "context means"),
+                ("linear_plateau", "best linear"),
+            ):
+                if name in cell and np.isfinite(cell[name].values).any():
+                    level = float(np.nanmean(cell[name].values))
+                    ax.axhline(level, color="0.6", lw=0.6, ls=":")
+                    ax.annotate(text, (0.99, level), xycoords=("axes fraction", "data"),
+                                ha="right", va="bottom", fontsize=6, color="0.4")  # fmt: skip
             ax.set_yscale("log")
-            title = f"C={C}, depth {D}: rel L2 {float(cell.rel_l2_loss.mean()):.3f}"
-            aligned = cell.get("rel_l2_loss_aligned", xr.DataArray(np.nan)).values
-            if np.isfinite(aligned).any():
-                title += f" (aligned {np.nanmean(aligned):.3f})"
-            ax.set_title(title, fontsize=9)
+            errors = [f"fixed {float(cell.rel_l2_loss.mean()):.3f}"]
+            for name, short in (
+                ("rel_l2_loss_staged", "staged"),
+                ("rel_l2_loss_aligned", "aligned"),
+            ):
+                values = cell.get(name, xr.DataArray(np.nan)).values
+                if np.isfinite(values).any():
+                    errors.append(f"{short} {np.nanmean(values):.3f}")
+            if "rel_l2_seed_spread" in ds and np.isfinite(
+                ds.rel_l2_seed_spread.sel(context_count=C, depth=D)
+            ):
+                errors.append(
+                    f"seeds {float(ds.rel_l2_seed_spread.sel(context_count=C, depth=D)):.3f}"
+                )
+            ax.set_title(f"C={C}, depth {D}: rel L2 " + ", ".join(errors), fontsize=8)
             ax.set_xlabel("t (mean-loss clock)")
             ax.set_ylabel("mean loss")
     axes[0, 0].legend(fontsize=7)

@@ -179,3 +179,22 @@ def test_strongest_pathways_are_ranked_by_their_top_singular_value() -> None:
     assert order[0] == boosted and len(order) == 3
     assert top[order[0]] >= top[order[1]] >= top[order[2]]
     assert all(top[k] <= top[order[2]] for k in range(len(top)) if k not in order)
+
+
+def test_seed_spread_is_the_mean_pairwise_relative_l2() -> None:
+    import xarray as xr
+
+    curves = np.array([[4.0, 2.0, 1.0], [4.4, 2.2, 1.1], [4.0, 2.0, 1.0]])
+    loss = xr.DataArray(
+        curves[None, None], dims=("context_count", "depth", "seed", "time"),
+        coords={"context_count": [3], "depth": [2], "seed": [0, 1, 2], "time": [0.0, 1.0, 2.0]},
+    )  # fmt: skip
+    spread = contexts.seed_spread(loss)
+    pairs = [contexts.rel_l2(curves[a], curves[b]) for a, b in ((0, 1), (0, 2), (1, 2))]
+    assert float(spread.sel(context_count=3, depth=2)) == pytest.approx(np.mean(pairs))
+    assert np.isnan(float(contexts.seed_spread(loss.isel(seed=[0])).squeeze()))
+
+
+def test_plateaus_of_the_context_task() -> None:
+    task = context_task(3)
+    assert contexts.linear_map_loss(task.X, task.Y) * 24 == pytest.approx(17.0)
