@@ -69,8 +69,10 @@ print(f"figures and files go to {OUT}")
 # with $b_{\mathrm{eff}}(x)$ collecting the biases pushed through the same gates (zero for a
 # bias-free net). `relu_lens.effective_weights` computes $W_{\mathrm{eff}}$ and
 # $b_{\mathrm{eff}}$ for a whole batch; `relu_lens.activation_patterns` returns the gates. Any
-# `nn.Sequential` of `nn.Linear`, `nn.ReLU` and `nn.Flatten` is accepted; anything else is
-# refused by name, because the map would no longer be exact.
+# piecewise-linear model is accepted (convolutions, max-pooling, BatchNorm in eval mode,
+# residual connections: the table is in the README, "The lens in code"); anything else is
+# refused with the name of the graph node and its source line, because the map would no
+# longer be exact.
 
 # %%
 model = nn.Sequential(
@@ -87,8 +89,9 @@ print(f"W_eff {tuple(eff.W.shape)}, b_eff {tuple(eff.b.shape)}")
 print(f"lens identity: max |W x + b - model(x)| = {lens_error:.3g}")
 
 # %% [markdown]
-# The gates are one boolean `(sample, units)` tensor per hidden layer. For one sample, the
-# product of the layer weights with its gates in between is $W_{\mathrm{eff}}$ itself:
+# The gates are one boolean `(sample, units)` tensor per hidden layer, in graph order, also
+# by graph node name (`gates.names`). For one sample, the product of the layer weights with
+# its gates in between is $W_{\mathrm{eff}}$ itself:
 
 # %%
 gates = activation_patterns(model, x)

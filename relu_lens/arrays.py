@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from relu_lens.effective import Affine, Gate, UnsupportedModuleError, _flat_input, parse_mlp
+from relu_lens.chain import Affine, Gate, parse_mlp
+from relu_lens.effective import UnsupportedModuleError, prepare
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,12 @@ class MLPArrays:
 
 def mlp_layers(model: nn.Module) -> list[Tensor]:
     """The weight tensors [W_1, ..., W_L] of a bias-free MLP that alternates Linear and ReLU
-    (a leading Flatten allowed); UnsupportedModuleError for anything else, naming it."""
-    ops = parse_mlp(model)
+    (a leading Flatten allowed); UnsupportedModuleError for anything else, naming it.
+
+    Each layer must be its own ``nn.Linear``: the twin gives every layer its own weights, so
+    a module used twice (tied weights) is refused.
+    """
+    ops = parse_mlp(model).ops
     for k, op in enumerate(ops):
         if isinstance(op, Affine) and op.c is not None:
             raise UnsupportedModuleError(
@@ -56,7 +61,15 @@ def mlp_layers(model: nn.Module) -> list[Tensor]:
             f"expected Linear, ReLU, Linear, ..., Linear; got {' '.join(kinds)} "
             "(L = Linear, R = ReLU): at least one hidden layer, each with exactly one ReLU"
         )
-    return [op.W for op in ops if isinstance(op, Affine)]
+    layers = [op.W for op in ops if isinstance(op, Affine)]
+    for k, W in enumerate(layers):
+        tied = [j + 1 for j, other in enumerate(layers[:k]) if other is W]
+        if tied:
+            raise UnsupportedModuleError(
+                f"layers {tied[0]} and {k + 1} are the same nn.Linear (tied weights): the gated "
+                "linear twin gives each layer its own weights"
+            )
+    return layers
 
 
 def read_mlp(model: nn.Module, x: Tensor | np.ndarray) -> MLPArrays:
@@ -66,9 +79,9 @@ def read_mlp(model: nn.Module, x: Tensor | np.ndarray) -> MLPArrays:
     ``nn.Flatten``; an empty batch, NaN or inf, or another shape raise InputError before any work.
     """
     layers = mlp_layers(model)
-    ops = parse_mlp(model)
     x = torch.as_tensor(x, dtype=layers[0].dtype, device=layers[0].device)
-    h = _flat_input(model, ops, x)
+    lens = prepare(model, x)
+    ops, h = lens.chain.ops, lens.x
     gates = []
     with torch.no_grad():
         for op in ops:

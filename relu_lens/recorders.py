@@ -11,6 +11,7 @@ lazily with ``xr.open_dataset(path, chunks={})``. The temporary name follows
 
 from __future__ import annotations
 
+import copy
 import os
 import re
 import socket
@@ -23,7 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from relu_lens.effective import isometric_basis, iter_effective_weights
+from relu_lens.effective import isometric_basis, iter_effective_weights, prepare
 
 _HOST = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "localhost"
 
@@ -48,9 +49,11 @@ class CallbackRecorder:
 class EffectiveWeightStream:
     """Stream W_eff(x) (time, sample, out, in) or Z(x) (time, sample, out, rank) to netCDF.
 
-    ``representation="Z"`` stores Z(x) = G(x) R^T and Q (time, in, rank) with
-    W_eff(x) = Z(x) Q^T (see :func:`relu_lens.effective.isometric_weights`); with biases,
-    b_eff (time, sample, out) is stored in both cases.
+    ``representation="Z"`` stores Z(x) and Q (time, in, rank) with W_eff(x) = Z(x) Q^T (see
+    :func:`relu_lens.effective.isometric_weights`); b_eff (time, sample, out) is stored in
+    both cases. The model and ``x`` are checked when the stream is made (UnsupportedModuleError,
+    InputError), on a copy of the model in eval mode, the mode in which
+    :func:`relu_lens.train.train` calls recorders.
     """
 
     def __init__(
@@ -70,10 +73,12 @@ class EffectiveWeightStream:
         self.chunk_size = chunk_size
         self.time_per_step = time_per_step
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with torch.no_grad():
-            n_out = model(x[:1]).shape[1]
-        n_in = int(np.prod(x.shape[1:]))
-        rank = isometric_basis(model)[0].shape[1] if representation == "Z" else n_in
+        # checked and shaped before training, on a copy in eval mode (as train() records it:
+        # a BatchNorm in train mode has no fixed map, and running the model would update it)
+        frozen = copy.deepcopy(model).eval()
+        lens = prepare(frozen, x)
+        n_out, n_in = lens.n_out, lens.n_in
+        rank = isometric_basis(frozen, x).shape[1] if representation == "Z" else n_in
         self._nc = netCDF4.Dataset(self.tmp, "w", format="NETCDF4")
         nc = self._nc
         nc.createDimension("time", None)
@@ -114,7 +119,7 @@ class EffectiveWeightStream:
         nc["step"][k] = step
         isometric = self.representation == "Z"
         if isometric:
-            nc["Q"][k] = isometric_basis(model)[0].detach().cpu().numpy()
+            nc["Q"][k] = isometric_basis(model, self.x).detach().cpu().numpy()
         for rows, W_or_Z, b in iter_effective_weights(model, self.x, self.chunk_size, isometric):
             nc[self._name][k, rows] = W_or_Z.cpu().numpy()
             nc["b_eff"][k, rows] = b.cpu().numpy()

@@ -2,8 +2,9 @@
 
 Every entry point that takes a batch (``effective_weights``, ``isometric_weights``,
 ``iter_effective_weights``, ``activation_patterns``, ``read_mlp``) refuses an empty batch, NaN
-or inf, and a multi-dimensional batch given to a model without ``nn.Flatten``; with a leading
-``nn.Flatten`` such a batch is read exactly as its flattened copy.
+or inf, a wrong feature count, and a multi-dimensional batch given to an MLP without
+``nn.Flatten``; with a leading ``nn.Flatten`` such a batch is read exactly as its flattened copy.
+A conv net takes its own shape, and a shape it does not take names the failing node.
 """
 
 from __future__ import annotations
@@ -114,9 +115,8 @@ def test_missing_batch_dimension(lens):
     _raises(lens, _model(), torch.randn(12, dtype=torch.float64), "batch dimension")
 
 
-@pytest.mark.parametrize("name", [name for name in LENSES if name != "activation_patterns"])
+@pytest.mark.parametrize("name", list(LENSES))
 def test_wrong_feature_count(name):
-    """(activation_patterns leaves the feature count to the model's forward: test_gates.)"""
     with pytest.raises(InputError, match=r"13 features per sample .* expects 12"):
         LENSES[name](_model(), torch.randn(4, 13, dtype=torch.float64))
 
@@ -145,18 +145,29 @@ def test_read_mlp_checks_numpy_input():
         read_mlp(_model(), np.zeros((0, 12)))
 
 
-def test_activation_patterns_of_other_models_check_samples_only():
-    """A model the lens does not parse (a convolution) keeps its own input shape; an empty batch
-    and NaN are still refused."""
-    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 1))
-    x = torch.randn(3, 1, 4, 4)
-    (gate,) = activation_patterns(model, x)
-    assert gate.shape == (3, 8)
+def _conv_model() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 1)).double()
+
+
+@pytest.mark.parametrize("name", list(LENSES)[:4])  # read_mlp reads MLPs only
+def test_conv_nets_keep_their_input_shape_and_check_samples(name):
+    """A model that is no MLP takes its own input shape; an empty batch, NaN and a shape it does
+    not take are refused before any work, the last naming the node where the model fails."""
+    lens, model = LENSES[name], _conv_model()
+    x = torch.randn(3, 1, 4, 4, dtype=torch.float64)
+    assert len(lens(model, x)) > 0
     x[0, 0, 1, 1] = float("nan")
-    with pytest.raises(InputError, match=r"NaN or inf \(1 of 48 entries"):
-        activation_patterns(model, x)
-    with pytest.raises(InputError, match="empty batch"):
-        activation_patterns(model, torch.zeros(0, 1, 4, 4))
+    _raises(lens, model, x, r"NaN or inf \(1 of 48 entries")
+    _raises(lens, model, torch.zeros(0, 1, 4, 4, dtype=torch.float64), "empty batch")
+    message = _raises(lens, model, torch.randn(3, 1, 5, 5, dtype=torch.float64), "does not fit")
+    assert "node _3: nn.Linear (module '3')" in message and "(3, 1, 5, 5)" in message
+    _raises(lens, model, torch.randn(3, 1, 4, dtype=torch.float64), "node _0: nn.Conv2d")
+
+
+def test_activation_patterns_of_a_conv_net_are_flat_per_sample():
+    (gate,) = activation_patterns(_conv_model(), torch.randn(3, 1, 4, 4, dtype=torch.float64))
+    assert gate.shape == (3, 8)
 
 
 def test_input_error_is_a_value_error():
