@@ -19,6 +19,12 @@ What is exact and what is an estimate here:
   under-estimated by the same factor when xi is the smaller of the two;
 - ``t1`` and ``log_eps_max`` combine the above by the paper's formulas.
 
+Beside the bound, two mechanistic predictors of the alignment time (our derivation, not in the
+paper; docs/theory/early-alignment.md, section "What t_align scales with"):
+:func:`drift_time` (the pre-activations of each neuron drift linearly along x_a of its current
+active set, event by event: exact sign-pattern path, time rescaled by the neuron's norm) and
+:func:`aligned_drift_time` (the same drift frozen at the aligned velocity x+ or x-).
+
 The paper's appendix defines zeta and xi; we had only their structure
 (docs/theory/early-alignment.md, section "Our readings of zeta and xi"). Our definitions,
 stated in each function, follow that structure and are our own reading. The paper's polynomial
@@ -39,9 +45,11 @@ from gdln.tasks import check_binary, separability
 
 __all__ = [
     "BoundIngredients",
+    "aligned_drift_time",
     "alpha_rate",
     "bound_ingredients",
     "class_sums",
+    "drift_time",
     "eps_condition_holds",
     "log_eps_max",
     "loss_bound_after_alignment",
@@ -264,13 +272,16 @@ def bound_ingredients(
     signs: np.ndarray | None = None,
     xi_samples: int = 20_000,
     seed: int = 0,
+    xi: float | None = None,
 ) -> BoundIngredients:
     """All ingredients of the bound for data X (sample, in), labels y in {-1, +1} (sample,),
     width h, and optionally the initial directions W0 (hidden, in) with signs of v (hidden,).
 
-    zeta = min{zeta1, zeta_init} when W0 is given, else zeta1. If mu <= 0 (or a class is empty)
-    the theorem does not apply: ``applicable`` is False, ``reason`` says why, and t1, xi,
-    alpha, log_eps_max are NaN.
+    zeta = min{zeta1, zeta_init} when W0 is given, else zeta1. xi depends on the data only:
+    pass an earlier :func:`xi_estimate` of the same X, y as ``xi`` to reuse it for another
+    initialisation (else it is estimated from ``xi_samples`` directions). If mu <= 0 (or a
+    class is empty) the theorem does not apply: ``applicable`` is False, ``reason`` says why,
+    and t1, xi, alpha, log_eps_max are NaN.
     """
     X, y = check_binary(X, y)
     if h < 1:
@@ -296,7 +307,8 @@ def bound_ingredients(
         )  # fmt: skip
     z1 = zeta1(X, y)
     zeta = z1 if W0 is None else min(z1, z_init)
-    xi = xi_estimate(X, y, samples=xi_samples, seed=seed)
+    if xi is None:
+        xi = xi_estimate(X, y, samples=xi_samples, seed=seed)
     return BoundIngredients(
         n=n,
         h=h,
@@ -315,3 +327,121 @@ def bound_ingredients(
         applicable=True,
         reason="",
     )
+
+
+def _check_neurons(
+    X: np.ndarray, y: np.ndarray, W0: np.ndarray, signs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """X, y checked, unit rows of W0 (hidden, in) and signs (hidden,) in {-1, +1}."""
+    X, y = check_binary(X, y)
+    W0 = np.asarray(W0, dtype=np.float64)
+    signs = np.asarray(signs, dtype=np.float64)
+    if W0.ndim != 2 or W0.shape[1] != X.shape[1] or signs.shape != (W0.shape[0],):
+        raise ValueError(f"need W0 (hidden, {X.shape[1]}) and signs (hidden,), got {W0.shape}")
+    norms = np.linalg.norm(W0, axis=1)
+    if not np.all(np.isfinite(W0)) or np.any(norms == 0) or not np.all(np.isin(signs, (-1, 1))):
+        raise ValueError("every initial neuron must be finite and nonzero, every sign -1 or +1")
+    return X, y, W0 / norms[:, None], signs
+
+
+def _allowed_pattern(active: np.ndarray, own: np.ndarray) -> bool:
+    """The active set is empty (S_dead) or exactly the neuron's own class (S+ or S-)."""
+    return not active.any() or bool(np.array_equal(active, own))
+
+
+def drift_time(
+    X: np.ndarray, y: np.ndarray, W0: np.ndarray, signs: np.ndarray, neg_dloss0: float = 1.0
+) -> np.ndarray:
+    """Per neuron, the alignment time of the active-set drift: (hidden,) times, summed-loss
+    clock.
+
+    In the alignment phase (f ~ 0, so -l'(y_i f_i) = -l'(0); balanced |v_j| = ||w_j||) the
+    gradient flow of the summed loss moves neuron j by (Min, Mallada & Vidal 2024, eq. 1 and
+    the alignment-phase approximation of their analysis)
+
+        dw_j/dt = -l'(0) s_j ||w_j|| x_a(w_j),    x_a(w) = sum_{i: <x_i, w> > 0} y_i x_i.
+
+    In the rescaled time tau_j = int_0^t ||w_j|| / ||w_j(0)|| dt' this is a straight line between
+    the times at which some <x_i, w_j> changes sign, so the pre-activations of the initial
+    direction, p = X w_j / ||w_j(0)||, follow exactly
+
+        dp/dtau = -l'(0) s_j X x_a(A),    A = {i : p_i > 0},    p(0) = X w_j(0) / ||w_j(0)||,
+
+    piecewise linear, solved event by event (the next crossing is the smallest -p_i / rate_i
+    over the points whose rate pushes them across zero). The returned time is the first tau at
+    which the active set is allowed (empty, or exactly the positives for s_j > 0, the
+    negatives for s_j < 0), taken as the time t: the one approximation, tau ~ t, holds while
+    ||w_j|| stays near its initial value over the alignment phase. With mu > 0 the own-class
+    p_i rise and the others fall while A is non-empty, so there are at most n events; inf
+    where no event can move the pattern, NaN where 4n events pass without an allowed pattern
+    (points crossing back and forth, possible only when mu <= 0). Our derivation (the
+    sign-pattern path is exact; only the clock is approximated);
+    docs/theory/early-alignment.md, "What t_align scales with".
+
+    Args:
+        X: inputs (sample, in); y: labels in {-1, +1} (sample,).
+        W0: initial neurons (hidden, in), nonzero rows (only their directions matter).
+        signs: signs s_j of v_j (hidden,).
+        neg_dloss0: -l'(0): 1 for the exponential loss, 1/2 for the logistic loss.
+    """
+    X, y, U, signs = _check_neurons(X, y, W0, signs)
+    if not neg_dloss0 > 0:
+        raise ValueError(f"-l'(0) must be > 0, got {neg_dloss0}")
+    G = X @ X.T * y[None, :] * neg_dloss0  # column l: the rate of every p_i from point l
+    out = np.empty(len(U))
+    for j, (u, s_j) in enumerate(zip(U, signs, strict=True)):
+        p = X @ u
+        active = p > 0
+        own = y * s_j > 0
+        rate = s_j * G[:, active].sum(axis=1)
+        t = 0.0
+        for _ in range(4 * len(y)):
+            if _allowed_pattern(active, own):
+                break
+            moving = np.where(active, rate < 0, rate > 0)
+            if not moving.any():
+                t = np.inf
+                break
+            dt = np.where(moving, -p / np.where(moving, rate, 1.0), np.inf)
+            i = int(np.argmin(dt))
+            t += dt[i]
+            p = p + rate * dt[i]
+            p[i] = 0.0
+            active[i] = not active[i]
+            rate = rate + (1.0 if active[i] else -1.0) * s_j * G[:, i]
+        out[j] = t if _allowed_pattern(active, own) or np.isinf(t) else np.nan
+    return out
+
+
+def aligned_drift_time(
+    X: np.ndarray, y: np.ndarray, W0: np.ndarray, signs: np.ndarray, neg_dloss0: float = 1.0
+) -> np.ndarray:
+    """Per neuron, the time for the drift at the aligned velocity to carry every wrong
+    pre-activation across its boundary: (hidden,) times, summed-loss clock.
+
+    Once neuron j is aligned its x_a is x+ (s_j > 0: the positives are active) or -x-
+    (s_j < 0), so by :func:`drift_time` its pre-activations move at dp_i/dt = -l'(0) <x_i,
+    x_{s_j}> with x_{+1} = x+ and x_{-1} = x- (class sums; their norms grow like n). Frozen at
+    this velocity from the start, the wrong points (own class inactive, other class active)
+    cross zero at |p_i(0)| / (-l'(0) |<x_i, x_{s_j}>|), and
+
+        t_j = max over wrong i of |<x_i, u_j(0)>| / (-l'(0) |<x_i, x_{s_j}>|),
+
+    0 if the neuron starts in an allowed region, inf if a wrong point's drift has the wrong
+    sign (possible only when mu <= 0). A closed form that ignores the slow start of a neuron
+    active on few points (so it under-estimates the worst-case init); our derivation.
+    Arguments as in :func:`drift_time`.
+    """
+    X, y, U, signs = _check_neurons(X, y, W0, signs)
+    if not neg_dloss0 > 0:
+        raise ValueError(f"-l'(0) must be > 0, got {neg_dloss0}")
+    x_plus, x_minus = class_sums(X, y)
+    P = U @ X.T  # (hidden, sample)
+    target = np.where(signs[:, None] > 0, x_plus[None, :], x_minus[None, :])
+    rate = neg_dloss0 * (target @ X.T)  # (hidden, sample): dp_i/dt at alignment
+    own = y[None, :] * signs[:, None] > 0
+    wrong = (P > 0) != own
+    right_way = np.where(own, rate > 0, rate < 0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cross = np.where(right_way, np.abs(P) / np.abs(rate), np.inf)
+    return np.where(wrong, cross, 0.0).max(axis=1)

@@ -75,16 +75,19 @@ def separable_binary(
     angle of at most 2 theta, so mu >= cos(2 theta) = mu_target. The first two signed points are
     placed on the cap's rim with z_2 = -z_1 (one positive, one negative point), so the bound is
     attained and the measured mu equals ``mu`` up to rounding. The other angles a_i are drawn
-    with a_i = theta * sqrt(U) (uniform in the cap's cross-section), norms uniformly in
-    ``norm_range``. ``mu <= 0`` is allowed (theta >= pi/4): such data violate the paper's
-    assumption, and the returned ``mu`` says so.
+    with a_i = theta * sqrt(U) (uniform in the cap's cross-section). Norms are drawn uniformly
+    in ``norm_range = (lo, hi)``, then the smallest draw is set to lo and the largest to hi, so
+    X_min = min_i ||x_i|| and X_max = max_i ||x_i|| are exactly lo and hi (the quantities of the
+    alignment bound, which a grid over X_min varies; which points carry them stays random).
+    ``mu <= 0`` is allowed (theta >= pi/4): such data violate the paper's assumption, and the
+    returned ``mu`` says so.
 
     Args:
         n: number of samples (>= 2).
         D: input dimension (>= 2).
         mu: target separability in (-1, 1].
         seed: seed of the numpy generator.
-        norm_range: (X_min, X_max) bounds of the input norms.
+        norm_range: (X_min, X_max) of the input norms, both attained.
         positive_fraction: share of positive labels (at least one of each label).
 
     Returns:
@@ -111,5 +114,6 @@ def separable_binary(
     angles[0] = angles[n_pos] = theta
     signed = np.cos(angles)[:, None] * np.eye(D)[0] + np.sin(angles)[:, None] * Z
     norms = rng.uniform(lo, hi, size=n)
+    norms[np.argmin(norms)], norms[np.argmax(norms)] = lo, hi
     X = y[:, None] * signed * norms[:, None]
     return BinaryTask(X=X, y=y, mu=separability(X, y))

@@ -53,7 +53,7 @@ def allowed(codes: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 
 def aligned_monitor(
-    y: torch.Tensor, max_f: bool = True
+    y: torch.Tensor, max_f: bool = True, per_neuron: bool = False
 ) -> Callable[[torch.Tensor, torch.Tensor, torch.Tensor], dict[str, torch.Tensor]]:
     """A per-step monitor for :func:`relu_lens.two_layer.train`.
 
@@ -61,21 +61,26 @@ def aligned_monitor(
     "aligned" says every neuron of the run is in an allowed region, from the pre-activations
     pre (run, sample, hidden) and labels y (run, sample), and "max_abs_f" is max_i |f(x_i)|
     (the size of the output, used to check that training is still in its small-output phase).
+    With ``per_neuron`` it adds "allowed" (run, hidden): neuron by neuron, whether it is in an
+    allowed region (while the output is small neurons move independently, so per-neuron
+    alignment times of many candidate neurons come from one run).
     """
-    pos = (y > 0).unsqueeze(2)
-    neg = (y < 0).unsqueeze(2)
+    # one row per class: counts of active positives and negatives per neuron in one bmm
+    classes = torch.stack([y > 0, y < 0], dim=1)  # (run, 2, sample)
+    sizes = classes.sum(2, keepdim=True)  # (run, 2, 1): n+ and n-
+    classes = classes.to(y.dtype)
 
     def monitor(pre: torch.Tensor, W: torch.Tensor, v: torch.Tensor) -> dict[str, torch.Tensor]:
-        active = pre > 0
-        a_pos_any = (active & pos).any(1)
-        a_neg_any = (active & neg).any(1)
-        a_pos_all = (active | ~pos).all(1)
-        a_neg_all = (active | ~neg).all(1)
-        plus = a_pos_all & ~a_neg_any
-        minus = a_neg_all & ~a_pos_any
-        dead = ~a_pos_any & ~a_neg_any
-        ok = dead | (plus & (v > 0)) | (minus & (v < 0))
+        counts = torch.bmm(classes, (pre > 0).to(classes.dtype))  # (run, 2, hidden)
+        up, down = v > 0, v < 0
+        own = torch.where(up, counts[:, 0], counts[:, 1])
+        other = torch.where(up, counts[:, 1], counts[:, 0])
+        full = torch.where(up, sizes[:, 0], sizes[:, 1])
+        # S_dead (nothing active) or exactly the own class active (S+ for v > 0, S- for v < 0)
+        ok = (other == 0) & ((own == 0) | ((own == full) & (up | down)))
         out = {"aligned": ok.all(1)}
+        if per_neuron:
+            out["allowed"] = ok
         if max_f:
             f = torch.bmm(torch.relu(pre), v.unsqueeze(2)).squeeze(2)
             out["max_abs_f"] = f.abs().amax(1)

@@ -113,6 +113,24 @@ def single_point_direction(X: np.ndarray, k: int, delta: float = 1e-2) -> np.nda
     return w / np.linalg.norm(w)
 
 
+def single_point_family(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The whole worst-case family of a data set: for every point k that can be isolated, the
+    direction of :func:`single_point_direction` (active on x_k only, barely, the others
+    clearly inactive).
+
+    Returns directions (member, in) and the isolated points (member,) (indices into X). A
+    neuron of the family belongs to the class of its point (v_k of sign y_k): it starts active
+    on a single point of its own class, the start behind the log n of the bound. The LP's
+    activity margin delta moves single members' times but not the family's slowest one, the
+    one a search needs (measured for delta = 1e-1 .. 1e-4, docs/theory/early-alignment.md,
+    "Tightness"), so one member per point spans the family."""
+    found = [(k, w) for k in range(len(X)) if (w := single_point_direction(X, k)) is not None]
+    if not found:
+        return np.empty((0, X.shape[1])), np.empty(0, dtype=np.int64)
+    points, dirs = zip(*found, strict=True)
+    return np.array(dirs), np.array(points, dtype=np.int64)
+
+
 def worst_case_directions(X: np.ndarray, y: np.ndarray, hidden: int, seed: int) -> np.ndarray:
     """Initial directions (hidden, in) with each neuron active on as few points as possible.
 

@@ -1,10 +1,18 @@
 """Early neuron alignment on an MNIST digit pair: the MNIST figure of Min, Mallada & Vidal 2024.
 
 Two-layer bias-free ReLU net f(x) = sum_j v_j relu(w_j^T x), h = 50, on two centred digit
-classes (0 vs 1 by default; 3 vs 8 and 1 vs 7 are the paper's other pairs), labels +1 for the
-first digit and -1 for the second. The paper's settings: both layers initialised from
-N(0, 1e-12) (std 1e-6, not balanced), gradient descent with step 2e-3 for 15,000 iterations,
-exponential loss.
+classes (0 vs 1 by default; 3 vs 8 and 1 vs 7 are the paper's other pairs, and the preset
+``pairs`` runs all three), labels +1 for the first digit and -1 for the second. The paper's
+settings: both layers initialised from N(0, 1e-12) (std 1e-6, not balanced), gradient descent
+with step 2e-3 for 15,000 iterations, exponential loss.
+
+Several pairs (``digits`` = (a1, b1, a2, b2, ...)) are trained one after the other; their
+Datasets are stacked along a ``pair`` dim (the snapshot index becomes the dim ``snapshot``, and
+``time``, which depends on each pair's sample count, a variable over (pair, snapshot)). One
+pair keeps the single-pair layout (dim ``time``). A pair that does not reach directional
+alignment within the iterations is named in the ``cells_not_learned`` attr with why: the
+largest min-cosine it reached and how far its loss had fallen (still at its initial value:
+still in the alignment phase).
 
 Normalisation (our choice; the paper does not state its sample count or normalisation): the
 step is taken on the MEAN loss, i.e. eta/n on the summed loss of the paper's theory. On the
@@ -42,7 +50,8 @@ class Config:
     """Settings of the MNIST alignment run.
 
     Attributes:
-        digits: (positive digit, negative digit).
+        digits: (positive digit, negative digit), or several such pairs in a row
+            (a1, b1, a2, b2, ...), each run on its own.
         per_class: samples per digit (the first ones after a seeded shuffle); None: all.
         hidden: width h.
         init: "gaussian" (paper: every entry N(0, init_scale^2)) or "balanced"
@@ -83,26 +92,38 @@ class Config:
             raise ValueError(f"digits must be MNIST digits 0..9, got {self.digits}")
         if not -1 <= self.cos_threshold <= 1:
             raise ValueError(f"cos_threshold must lie in [-1, 1], got {self.cos_threshold}")
-        if len(self.digits) != 2 or self.digits[0] == self.digits[1]:
-            raise ValueError(f"digits must be two different digits, got {self.digits}")
+        if len(self.digits) % 2 or any(a == b for a, b in pairs_of(self.digits)):
+            raise ValueError(
+                f"digits must be pairs of two different digits (a1, b1, a2, b2, ...), "
+                f"got {self.digits}"
+            )
         if self.iterations < self.snapshots or self.snapshots < 2:
             raise ValueError("need iterations >= snapshots >= 2")
+
+
+def pairs_of(digits: tuple[int, ...]) -> list[tuple[int, int]]:
+    """(a1, b1, a2, b2, ...) -> [(a1, b1), (a2, b2), ...]."""
+    return list(zip(digits[::2], digits[1::2], strict=True))
 
 
 PRESETS = {
     "quick": Config(),
     "paper": Config(per_class=None, iterations=15_000, snapshots=150),
+    "pairs": Config(digits=(0, 1, 3, 8, 1, 7), per_class=None, iterations=15_000, snapshots=150),
 }
 
 
-def digit_pair(config: Config) -> tuple[np.ndarray, np.ndarray]:
-    """Centred inputs X (sample, 784) and labels y (+1 first digit, -1 second digit)."""
+def digit_pair(
+    config: Config, pair: tuple[int, int] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Centred inputs X (sample, 784) and labels y (+1 first digit, -1 second digit) of
+    ``pair`` (default: the first pair of ``config.digits``)."""
     from relu_lens.data import load_mnist
 
     images, labels = load_mnist(config.mnist_dir)
     rng = np.random.default_rng(config.seed)
     parts = []
-    for digit in config.digits:
+    for digit in pair or config.digits[:2]:
         idx = rng.permutation(np.flatnonzero(labels == digit))
         if idx.size == 0:
             raise ValueError(f"digit {digit} does not occur in the MNIST data")
@@ -116,14 +137,74 @@ def _var(data: object, dims: tuple[str, ...], long_name: str, units: str) -> xr.
     return xr.Variable(dims, np.asarray(data), {"long_name": long_name, "units": units})
 
 
+def _not_aligned(ds: xr.Dataset, pair: tuple[int, int], config: Config) -> str:
+    """Why a pair has no directional alignment time (empty if it has one)."""
+    if np.isfinite(float(ds.iteration_cos_align)):
+        return ""
+    best = np.nan_to_num(ds.min_cos_own.values, nan=-np.inf)
+    k = int(np.argmax(best))
+    fall = float(ds.loss[-1] / ds.loss[0])
+    phase = (
+        "the loss is still at its initial value, training is still in the alignment phase"
+        if fall > 0.99
+        else f"the loss fell to {fall:.3g} of its initial value, past the alignment phase"
+    )
+    return (
+        f"digits {pair[0]} vs {pair[1]}: no directional alignment (every live neuron at cos >= "
+        f"{config.cos_threshold}) within {config.iterations} iterations; the smallest cosine "
+        f"over live neurons reached at most {float(best[k]):.3f} "
+        f"(iteration {int(ds.iteration[k])}) and {phase}"
+    )
+
+
 def run(config: Config) -> xr.Dataset:
-    """Train one net and return a Dataset with dims (time, hidden, pixel)."""
+    """Train one net per digit pair and return a Dataset with dims (time, hidden, pixel) for
+    one pair, (pair, snapshot, hidden, pixel) for several (module docstring)."""
+    pairs = pairs_of(config.digits)
+    parts = [_run_pair(config, pair) for pair in pairs]
+    notes = "; ".join(
+        note for ds, p in zip(parts, pairs, strict=True) if (note := _not_aligned(ds, p, config))
+    )
+    if len(parts) == 1:
+        ds = parts[0]
+    else:
+        per_pair = ("samples", "bound_applicable", "X_min", "X_max")
+        stacked = []
+        for part in parts:
+            part = part.drop_indexes("time").rename_dims(time="snapshot").reset_coords("time")
+            for name, long_name in zip(
+                per_pair,
+                ("samples of the pair", "bound applicable (mu > 0) (0/1)",
+                 "smallest input norm", "largest input norm"),
+                strict=True,
+            ):  # fmt: skip
+                part[name] = _var(part.attrs.pop(name), (), long_name, "1")
+            stacked.append(part.drop_vars("iteration"))
+        labels = [f"{a} vs {b}" for a, b in pairs]
+        ds = xr.concat(stacked, "pair", combine_attrs="drop_conflicts")
+        ds = ds.assign_coords(
+            pair=("pair", labels, {"long_name": "digit pair (+1 vs -1)", "units": "1"})
+        )
+        first = parts[0].iteration
+        ds["iteration"] = ("snapshot", first.values, first.attrs)  # the same for every pair
+        ds.attrs.update(
+            digits="; ".join(f"{a} (+1) vs {b} (-1)" for a, b in pairs),
+            bound_reason="; ".join(
+                f"{lab}: {p.attrs['bound_reason']}" for lab, p in zip(labels, parts, strict=True)
+            ),
+        )
+    ds.attrs["cells_not_learned"] = notes
+    return io.finalize(ds, NAME, config)
+
+
+def _run_pair(config: Config, pair: tuple[int, int]) -> xr.Dataset:
+    """Train one net on one digit pair: a Dataset with dims (time, hidden, pixel)."""
     import torch
 
     from relu_lens import alignment as al
     from relu_lens import two_layer as tl
 
-    X, y = digit_pair(config)
+    X, y = digit_pair(config, pair)
     n, D = X.shape
     h = config.hidden
     if config.init == "gaussian":
@@ -233,7 +314,7 @@ def run(config: Config) -> xr.Dataset:
         coords={"time": _var(traj.time, ("time",), "time t = k eta / n", "time (summed loss)")},
     )
     ds.attrs.update(
-        digits=f"{config.digits[0]} (+1) vs {config.digits[1]} (-1)",
+        digits=f"{pair[0]} (+1) vs {pair[1]} (-1)",
         samples=n,
         clock="paper's summed-loss clock t = k eta / n; GD step eta on the mean loss",
         bound_applicable=int(bound.applicable),
@@ -241,35 +322,52 @@ def run(config: Config) -> xr.Dataset:
         X_min=bound.X_min,
         X_max=bound.X_max,
     )
-    return io.finalize(ds, NAME, config)
+    return ds
 
 
-def summary(ds: xr.Dataset) -> dict[str, float | str]:
-    """Headline numbers: alignment iteration, final loss, stable rank, mean cosines."""
+def _time_dim(ds: xr.Dataset) -> str:
+    return "time" if "time" in ds.dims else "snapshot"
+
+
+def _summary_pair(ds: xr.Dataset) -> dict[str, float | str]:
+    """Headline numbers of one pair."""
+    last = {_time_dim(ds): -1}
     plus = ds.cos_plus.where(ds.v > 0)
     minus = ds.cos_minus.where(ds.v < 0)
+    samples = ds["samples"] if "samples" in ds else ds.attrs.get("samples", np.nan)
+    applicable = int(ds["bound_applicable"] if "bound_applicable" in ds else ds.attrs.get(
+        "bound_applicable", 0))  # fmt: skip
     return {
-        "samples": float(ds.attrs.get("samples", np.nan)),
+        "samples": float(samples),
         "mu": float(ds.mu),
-        "bound": "applicable" if int(ds.attrs.get("bound_applicable", 0)) else "not applicable",
+        "bound": "applicable" if applicable else "not applicable",
         "iteration_align": float(ds.iteration_align),
         "iteration_cos_align": float(ds.iteration_cos_align),
         "t_align": float(ds.t_align),
-        "final_loss": float(ds.loss[-1]),
-        "final_stable_rank": float(ds.stable_rank[-1]),
-        "final_mean_cos_plus": float(plus.isel(time=-1).mean()),
-        "final_mean_cos_minus": float(minus.isel(time=-1).mean()),
-        "final_frac_allowed": float(ds.frac_allowed[-1]),
+        "final_loss": float(ds.loss.isel(last)),
+        "final_stable_rank": float(ds.stable_rank.isel(last)),
+        "final_mean_cos_plus": float(plus.isel(last).mean()),
+        "final_mean_cos_minus": float(minus.isel(last).mean()),
+        "final_frac_allowed": float(ds.frac_allowed.isel(last)),
     }
 
 
-def plot(ds: xr.Dataset) -> dict[str, Figure]:
-    """The paper's MNIST figure: cosines with min-max bands, loss, stable rank, ||W||_2^2, and
-    the mean positive / negative neurons beside the class means."""
-    import matplotlib.pyplot as plt
+def summary(ds: xr.Dataset) -> dict[str, float | str]:
+    """Headline numbers: alignment iteration, final loss, stable rank, mean cosines (per pair,
+    the pair as suffix, when there are several)."""
+    if "pair" not in ds.dims:
+        return _summary_pair(ds)
+    out: dict[str, float | str] = {}
+    for label in ds.pair.values:
+        tag = str(label).replace(" vs ", "_vs_")
+        out.update({f"{k}_{tag}": v for k, v in _summary_pair(ds.sel(pair=label)).items()})
+    return out
 
+
+def _dynamics(axes: np.ndarray, ds: xr.Dataset, title: str) -> None:
+    """One pair's row of the paper's MNIST figure: cosines with min-max bands, loss, stable
+    rank, ||W||_2^2 against iterations."""
     it = ds.iteration.values
-    fig, axes = plt.subplots(1, 4, figsize=(17, 3.8))
     for cos, sel, label in (
         (ds.cos_plus, ds.v > 0, "V+: cos(w_j, x+)"),
         (ds.cos_minus, ds.v < 0, "V-: cos(w_j, x-)"),
@@ -285,6 +383,7 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                 float(ds[name]), c="k", ls=style, lw=1, label=ds[name].attrs["long_name"]
             )
     axes[0].set_ylabel("cosine")
+    axes[0].set_title(title, fontsize=9)
     axes[0].legend(fontsize=7)
     axes[1].semilogy(it, ds.loss)
     axes[1].set_ylabel("summed loss")
@@ -294,20 +393,38 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
     axes[3].set_ylabel("||W||_2^2")
     for ax in axes:
         ax.set_xlabel("iteration")
-    fig.suptitle(f"MNIST {ds.attrs.get('digits', '')}, n = {ds.attrs.get('samples', '?')}")
+
+
+def plot(ds: xr.Dataset) -> dict[str, Figure]:
+    """The paper's MNIST figure (a row per pair): cosines with min-max bands, loss, stable
+    rank, ||W||_2^2, and the mean positive / negative neurons beside the class means."""
+    import matplotlib.pyplot as plt
+
+    if "pair" in ds.dims:
+        pairs = [(str(p), ds.sel(pair=p)) for p in ds.pair.values]
+        samples = [int(part["samples"]) for _, part in pairs]
+    else:
+        pairs = [(ds.attrs.get("digits", ""), ds)]
+        samples = [ds.attrs.get("samples", "?")]
+    rows = len(pairs)
+    fig, axes = plt.subplots(rows, 4, figsize=(17, 3.8 * rows), squeeze=False)
+    for row, (label, part), n in zip(axes, pairs, samples, strict=True):
+        _dynamics(row, part, f"MNIST {label}, n = {n}")
+    fig.tight_layout()
     figs = {"dynamics": fig}
 
-    fig, axes = plt.subplots(1, 4, figsize=(11, 3))
-    for ax, name, title in zip(
-        axes,
-        ("neuron_mean_plus", "class_mean_plus", "neuron_mean_minus", "class_mean_minus"),
-        ("mean V+ neuron", "x+ (class sum)", "mean V- neuron", "x- (class sum)"),
-        strict=True,
-    ):
-        img = ds[name].values.reshape(28, 28)
-        lim = np.nanmax(np.abs(img))
-        ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim)
-        ax.set_title(title, fontsize=9)
-        ax.axis("off")
+    fig, axes = plt.subplots(rows, 4, figsize=(11, 3 * rows), squeeze=False)
+    for row, (label, part) in zip(axes, pairs, strict=True):
+        for ax, name, title in zip(
+            row,
+            ("neuron_mean_plus", "class_mean_plus", "neuron_mean_minus", "class_mean_minus"),
+            ("mean V+ neuron", "x+ (class sum)", "mean V- neuron", "x- (class sum)"),
+            strict=True,
+        ):
+            img = part[name].values.reshape(28, 28)
+            lim = np.nanmax(np.abs(img))
+            ax.imshow(img, cmap="RdBu_r", vmin=-lim, vmax=lim)
+            ax.set_title(f"{label}: {title}", fontsize=8)
+            ax.axis("off")
     figs["neurons"] = fig
     return figs

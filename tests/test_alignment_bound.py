@@ -36,7 +36,9 @@ def test_generator_hits_target_mu_exactly(mu: float) -> None:
     assert task.mu == pytest.approx(mu, abs=1e-10)
     assert task.mu == pytest.approx(brute_mu(task.X, task.y), abs=1e-12)
     norms = np.linalg.norm(task.X, axis=1)
-    assert norms.min() >= 0.5 and norms.max() <= 1.5
+    # both ends of the norm range are attained (up to rounding of the unit directions)
+    assert norms.min() == pytest.approx(0.5, rel=1e-12)
+    assert norms.max() == pytest.approx(1.5, rel=1e-12)
     assert set(np.unique(task.y)) == {-1.0, 1.0}
 
 
@@ -148,3 +150,76 @@ def test_loss_bound_after_alignment() -> None:
     L = ab.loss_bound_after_alignment(t, t2=2.0, L2=3.0, alpha=0.5)
     assert np.isnan(L[:2]).all()
     np.testing.assert_allclose(1 / L[2:], 1 / 3.0 + 0.5 * (t[2:] - 2.0))
+
+
+def test_generator_attains_the_norm_range() -> None:
+    for seed in range(3):
+        task = separable_binary(9, 5, 0.4, seed=seed, norm_range=(0.25, 3.0))
+        norms = np.linalg.norm(task.X, axis=1)
+        assert norms.min() == pytest.approx(0.25, rel=1e-12)
+        assert norms.max() == pytest.approx(3.0, rel=1e-12)
+        assert ab.norm_extremes(task.X) == pytest.approx((0.25, 3.0), rel=1e-12)
+
+
+def test_xi_passed_in_is_used() -> None:
+    task = separable_binary(10, 4, 0.3, seed=1)
+    estimated = ab.bound_ingredients(task.X, task.y, 4, xi_samples=3000, seed=2)
+    assert estimated.xi == pytest.approx(ab.xi_estimate(task.X, task.y, 3000, 2))
+    given = ab.bound_ingredients(task.X, task.y, 4, xi=estimated.xi / 10)
+    assert given.xi == pytest.approx(estimated.xi / 10)
+    if given.xi < given.zeta:
+        assert given.t1 == pytest.approx(
+            ab.t1_bound(10, task.mu, given.X_min, given.zeta, given.xi)
+        )
+
+
+def test_drift_time_is_the_exact_flow_in_norm_rescaled_time() -> None:
+    """Integrate the alignment-phase flow dw/dt = s ||w|| x_a(w) in real time with small Euler
+    steps and accumulate tau = int ||w|| / ||w(0)|| dt: tau at alignment is drift_time, while
+    the real time differs (in D = 3 neurons rotate far, so the norms change)."""
+    task = separable_binary(8, 3, 0.3, seed=0, norm_range=(0.5, 2.0))
+    X, y = task.X, task.y
+    rng = np.random.default_rng(1)
+    W0 = rng.standard_normal((12, 3))
+    signs = np.where(np.arange(12) < 6, 1.0, -1.0)
+    predicted = ab.drift_time(X, y, W0, signs)
+    W = W0 / np.linalg.norm(W0, axis=1, keepdims=True)
+    tau, t_real = np.full(12, np.nan), np.full(12, np.nan)
+    elapsed, clock, dt = 0.0, np.zeros(12), 1e-5
+    own = (y[None, :] * signs[:, None]) > 0
+    for _ in range(200_000):
+        active = W @ X.T > 0
+        done = (~active).all(1) | (active == own).all(1)
+        fresh = done & np.isnan(tau)
+        tau[fresh], t_real[fresh] = clock[fresh], elapsed
+        if not np.isnan(tau).any():
+            break
+        norm = np.linalg.norm(W, axis=1)
+        W = W + dt * signs[:, None] * norm[:, None] * ((active * y) @ X)
+        clock += dt * norm
+        elapsed += dt
+    assert np.isfinite(tau).all()
+    np.testing.assert_allclose(tau, predicted, rtol=2e-3, atol=3e-5)
+    moved = tau > 0  # some neurons start aligned (time 0 on both clocks)
+    assert moved.sum() >= 6
+    assert np.max(np.abs(t_real - tau)[moved] / tau[moved]) > 0.05  # the rescaling matters
+    # the logistic loss (-l'(0) = 1/2) halves every speed
+    np.testing.assert_allclose(ab.drift_time(X, y, W0, signs, 0.5), 2 * predicted)
+
+
+def test_aligned_drift_time_by_hand() -> None:
+    """x1 = (1, 0) (+1), x2 = (0.6, 0.8) (+1), x3 = (-1, 0) (-1): x+ = (1.6, 0.8),
+    x- = (-1, 0). A V+ neuron u = (0, -1) has x2 inactive (wrong): p2 = -0.8, its drift
+    <x2, x+> = 1.6, so t = 0.5 (x1 at p = 0 is also inactive: p1 = 0 crosses at once)."""
+    X = np.array([[1.0, 0.0], [0.6, 0.8], [-1.0, 0.0]])
+    y = np.array([1.0, 1.0, -1.0])
+    W0 = np.array([[0.0, -1.0], [1.0, 0.2], [-1.0, 0.1]])
+    signs = np.array([1.0, 1.0, -1.0])
+    t = ab.aligned_drift_time(X, y, W0, signs)
+    assert t[0] == pytest.approx(0.8 / 1.6)
+    assert t[1] == 0.0  # starts in S+
+    assert t[2] == 0.0  # starts in S- (only x3 active)
+    # the active-set drift: neuron 0 starts dead (S_dead), so it is aligned at once
+    np.testing.assert_allclose(ab.drift_time(X, y, W0, signs), [0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="nonzero"):
+        ab.drift_time(X, y, np.zeros((1, 2)), np.array([1.0]))

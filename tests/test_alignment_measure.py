@@ -48,11 +48,13 @@ def test_regions_and_monitor_match_brute_force(seed: int, n: int, h: int) -> Non
     for r in range(2):
         for j in range(h):
             assert codes[r, j] == brute_region(W[r, j], task.X, task.y)
-    monitor = al.aligned_monitor(torch.as_tensor(np.stack([task.y] * 2)))
+    v[1, 0] = 0.0  # v_j = 0 is allowed only in S_dead
+    monitor = al.aligned_monitor(torch.as_tensor(np.stack([task.y] * 2)), per_neuron=True)
     X = torch.as_tensor(np.stack([task.X] * 2))
     pre = torch.bmm(X, torch.as_tensor(W).transpose(1, 2))
     out = monitor(pre, torch.as_tensor(W), torch.as_tensor(v))
     np.testing.assert_array_equal(out["aligned"].numpy(), al.allowed(codes, v).all(-1))
+    np.testing.assert_array_equal(out["allowed"].numpy(), al.allowed(codes, v))
     f = [[sum(v[r, j] * max(W[r, j] @ task.X[i], 0) for j in range(h)) for i in range(n)]
          for r in range(2)]  # fmt: skip
     np.testing.assert_allclose(out["max_abs_f"].numpy(), np.abs(f).max(1), rtol=1e-12)

@@ -91,6 +91,18 @@ def test_worst_case_init_is_active_on_one_own_point() -> None:
     torch.testing.assert_close(v[0].abs(), W[0].norm(dim=1))
 
 
+def test_single_point_family_isolates_every_point() -> None:
+    task = separable_binary(9, 12, 0.3, seed=4)
+    dirs, points = tl.single_point_family(task.X)
+    np.testing.assert_array_equal(points, np.arange(9))  # n <= D: every point can be isolated
+    active = dirs @ task.X.T > 0
+    np.testing.assert_array_equal(active, np.eye(9, dtype=bool))
+    np.testing.assert_allclose(np.linalg.norm(dirs, axis=1), 1.0)
+    # a point inside the cone of the others is left out
+    X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    assert tl.single_point_family(X)[1].tolist() == [0, 1]
+
+
 def test_single_point_direction_none_when_inside_cone() -> None:
     X = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])  # x_3 is in the cone of x_1, x_2
     assert tl.single_point_direction(X, 2) is None
