@@ -41,6 +41,12 @@ Theory variants:
   n_p std^2 / 2 from the ReLU init statistics), ``gdln.pathway_flow`` on the hidden nodes cut to
   the pathways' mode counts (exact for that start): the fast prediction
   (``benchmarks/reln_speed.py``). With more hidden layers pathways share edges and it is NaN.
+- ``staged`` (:mod:`gdln.staging`): a linear phase of the all-context groups, ungated, until
+  the twin's own loss reaches the context-mean plateau computed from the data, then the final
+  gates.
+- ``self_consistent`` (:mod:`gdln.self_consistent`): the final groups, but each node is on in a
+  context while its own summed pre-activation there is positive, re-read at every record time,
+  so the switch times come out of the twin's dynamics.
 - ``scheduled`` (depths in ``schedule_depths``): the same ReLN with node gates read from the
   ReLU snapshots over time (``ReLN.gates_from``: the fraction of node v's units active on x at
   snapshot k, held from t_k until the next snapshot; ``gdln.GateSchedule``).
@@ -75,6 +81,7 @@ from matplotlib.figure import Figure
 import gdln
 from gdln import groups as gg
 from gdln.context_task import context_task, published_context_scale
+from gdln.self_consistent import self_consistent_flow
 from gdln.staging import cell_mean_loss, staged_schedule
 from studies import io
 from studies.config import check_numbers
@@ -191,7 +198,7 @@ class Config:
 
 PRESETS = {
     "quick": Config(contexts=(3,), depths=(1,), seeds=1, n_times=61, n_settle=2),
-    "paper": Config(),
+    "paper": Config(depths=(1, 2, 3)),
     "paper_scaled": Config(context_scaling="published"),
     "paper_schedule": Config(contexts=(3,), schedule_depths=(1, 2), n_settle=0),
 }
@@ -460,6 +467,10 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
     loss_staged = gdln.integrate(
         net, X, Y, twin.initial, times, schedule=staged.schedule, with_weights=False, **flow
     ).loss
+    # self-consistent gates: the trained net's groups, gated by the twin's own pre-activations
+    start = _time.perf_counter()
+    self_consistent = self_consistent_flow(twin, X, Y, task.context, times, **flow)
+    seconds_self_consistent = _time.perf_counter() - start
     # node gates read from the ReLU snapshots over time
     loss_sched = np.full(T, np.nan)
     if depth in cfg["schedule_depths"]:
@@ -562,6 +573,30 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 staged.switch_time,
                 (),
                 "time the staged twin's linear phase reaches the context-mean plateau (NaN: never)",
+            ),
+            "loss_self_consistent": _var(
+                self_consistent.loss,
+                ("time",),
+                "ReLN mean loss, self-consistent: the final groups, each node on in a context "
+                "while its own summed pre-activation there is positive",
+            ),
+            "rel_l2_loss_self_consistent": _var(
+                rel_l2(self_consistent.loss, loss_relu),
+                (),
+                "relative L2 error of the loss curve, self-consistent ReLN vs ReLU",
+            ),
+            "rel_l2_log_loss_self_consistent": _var(
+                rel_l2_log(self_consistent.loss, loss_relu),
+                (),
+                "relative L2 error of log10 loss, self-consistent ReLN vs ReLU",
+            ),
+            "self_consistent_switches": _var(
+                self_consistent.n_switches.sum(),
+                (),
+                "number of (node, context) gate changes of the self-consistent ReLN",
+            ),
+            "seconds_self_consistent": _var(
+                seconds_self_consistent, (), "wall time of the self-consistent ReLN", "s"
             ),
             "context_mean_plateau": _var(
                 staged.plateau,
@@ -773,6 +808,8 @@ def summary(ds: xr.Dataset) -> dict[str, float | str]:
                 "rel_l2_loss_aligned",
                 "rel_l2_loss_staged",
                 "rel_l2_log_loss_staged",
+                "rel_l2_loss_self_consistent",
+                "rel_l2_log_loss_self_consistent",
                 "rel_l2_log_loss_aligned",
                 "rel_l2_loss_scheduled",
                 "rel_l2_log_loss_scheduled",
@@ -803,10 +840,10 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
     figs: dict[str, Figure] = {}
     Cs, Ds = list(ds.context_count.values), list(ds.depth.values)
     seed0 = ds.seed.values[0]
-    fig, axes = plt.subplots(len(Ds), len(Cs), figsize=(3.6 * len(Cs), 3 * len(Ds)), squeeze=False)
-    for i, D in enumerate(Ds):
+    for D in Ds:
+        fig, axes = plt.subplots(1, len(Cs), figsize=(3.6 * len(Cs), 3.2), squeeze=False)
         for j, C in enumerate(Cs):
-            ax = axes[i, j]
+            ax = axes[0, j]
             cell = ds.sel(context_count=C, depth=D)
             for s in cell.seed.values:
                 lr = _last_valid(cell.loss_relu.sel(seed=s))
@@ -822,6 +859,7 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                 )
                 for name, color, ls, label in (
                     ("loss_staged", "C4", "-", "ReLN (staged)"),
+                    ("loss_self_consistent", "C5", "-", "ReLN (self-consistent gates)"),
                     ("loss_aligned", "C2", ":", "ReLN (aligned start)"),
                     ("loss_scheduled", "C3", "-.", "ReLN (gates over time)"),
                 ):
@@ -851,6 +889,7 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
             errors = [f"fixed {float(cell.rel_l2_loss.mean()):.3f}"]
             for name, short in (
                 ("rel_l2_loss_staged", "staged"),
+                ("rel_l2_loss_self_consistent", "self-cons."),
                 ("rel_l2_loss_aligned", "aligned"),
             ):
                 values = cell.get(name, xr.DataArray(np.nan)).values
@@ -865,9 +904,9 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
             ax.set_title(f"C={C}, depth {D}: rel L2 " + ", ".join(errors), fontsize=8)
             ax.set_xlabel("t (mean-loss clock)")
             ax.set_ylabel("mean loss")
-    axes[0, 0].legend(fontsize=7)
-    fig.tight_layout()
-    figs["loss"] = fig
+        axes[0, 0].legend(fontsize=7)
+        fig.tight_layout()
+        figs[f"loss_depth{D}"] = fig
 
     fig, axes = plt.subplots(len(Ds), len(Cs), figsize=(3.6 * len(Cs), 3 * len(Ds)), squeeze=False)
     for i, D in enumerate(Ds):

@@ -159,7 +159,7 @@ def test_quick_preset_dataset(tmp_path) -> None:
     assert float(ds.rel_l2_loss.squeeze()) < 0.08
     back = io.load_dataset(io.save_dataset(ds, tmp_path / "contexts.nc"))
     figs = contexts.plot(back)
-    assert set(figs) == {"loss", "pathway_singular_values", "census", "representation"}
+    assert set(figs) == {"loss_depth1", "pathway_singular_values", "census", "representation"}
     summary = contexts.summary(back)
     assert "rel_l2_loss_C3_depth1" in summary and "census_C3_depth1_{1,2,3}" in summary
 

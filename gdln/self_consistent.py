@@ -1,0 +1,116 @@
+"""Self-consistent gates: a grouped twin whose node gates follow its own pre-activations.
+
+A grouped ReLN (:mod:`gdln.twin`) takes its gates from the trained ReLU net: node v is on in the
+cells of its group's set from t = 0. Here the grouping still comes from the trained net (which
+units are pooled into one node), but the gates come out of the twin's own dynamics, as a ReLU
+unit's gate comes out of its own pre-activation. Node v is on for every sample of cell c while
+its group pre-activation there is positive,
+
+    g_v(x, t) = 1[ sum_{x' in cell(x)} sum_{u in v} a_{v,u}(x', t) > 0 ],
+    a_v(x) = sum_{e: t(e) = v} W_e h_{s(e)}(x)      (the node's pre-gate input),
+
+with h computed through the twin's current gates. Between two checks the gates are frozen and
+the flow is the exact gradient flow of the GDLN with those gates (``gdln.integrate``); at every
+check time the gates are re-read from the weights reached, layer by layer from the input (a
+layer's pre-activations use the new gates of the layers below). So switch times are the
+dynamics' own, resolved to the check interval, and nothing is read from the ReLU run's clock.
+
+If no sign changes between checks, the flow is that of fixed gates: a twin whose group
+pre-activations never change sign is exactly the fixed-gate twin with the gates of its start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from gdln.dynamics import integrate
+from gdln.groups import check_partition
+from gdln.network import Array
+from gdln.twin import ReLN
+
+
+def sign_gates(
+    twin: ReLN, weights: Mapping[str, Array], X: Array, partition: Array
+) -> dict[str, Array]:
+    """{hidden node: (sample,) 0/1}: g_v(x) = 1[group pre-activation of v on cell(x) > 0]
+    (module docstring), read layer by layer from the input at the weights given."""
+    if twin.groups is None:
+        raise ValueError(
+            "self-consistent gates need a grouped twin (ReLN.from_gates with a partition)"
+        )
+    partition = np.asarray(partition)
+    n = check_partition(partition, X.shape[0])
+    onehot = np.eye(n)[partition]  # (sample, cell)
+    net = twin.network
+    h: dict[str, Array] = {"x": np.asarray(X, dtype=np.float64)}
+    gates: dict[str, Array] = {}
+    for nodes in twin.layer_nodes:
+        for v in nodes:
+            a = sum(h[e.source] @ weights[e.name].T for e in net.incoming(v))
+            per_cell = onehot.T @ a.sum(axis=1)  # (cell,): summed over samples and units
+            gates[v] = (per_cell[partition] > 0).astype(np.float64)
+            h[v] = gates[v][:, None] * a  # the layer above reads only this layer's h
+    return gates
+
+
+@dataclass(frozen=True)
+class SelfConsistentFlow:
+    """The self-consistent twin's learning.
+
+    Attributes:
+        time: (time,) the record (and check) times.
+        loss: (time,) mean loss.
+        n_switches: (time,) number of (node, cell) gates that changed at each check (0 at the
+            first record).
+        gates: {hidden node: (time, cell)} 0/1, each node's gate on each cell over time.
+    """
+
+    time: Array
+    loss: Array
+    n_switches: Array
+    gates: dict[str, Array]
+
+
+def self_consistent_flow(
+    twin: ReLN,
+    X: Array,
+    Y: Array,
+    partition: Array,
+    times: Array,
+    solver: str = "RKC",
+    rtol: float = 1e-4,
+    atol: float = 1e-10,
+) -> SelfConsistentFlow:
+    """Integrate the twin from ``twin.initial`` with gates re-read by :func:`sign_gates` at
+    every time of ``times`` (increasing, from 0); between two checks the exact flow of
+    ``gdln.integrate`` (``solver``, ``rtol``, ``atol``) with the gates frozen."""
+    times = np.asarray(times, dtype=np.float64)
+    if times.ndim != 1 or times.size < 2 or times[0] != 0 or np.any(np.diff(times) <= 0):
+        raise ValueError("times must be increasing from 0, with at least two entries")
+    partition = np.asarray(partition)
+    n = check_partition(partition, X.shape[0])
+    first = np.array([np.flatnonzero(partition == c)[0] for c in range(n)])
+    W = {k: np.array(v, dtype=np.float64) for k, v in twin.initial.items()}
+    loss = np.empty(times.size)
+    switches = np.zeros(times.size, dtype=int)
+    history = {v: np.empty((times.size, n)) for v in twin.gates}
+    gates = sign_gates(twin, W, X, partition)
+    for k in range(times.size):
+        if k:
+            new = sign_gates(twin, W, X, partition)
+            switches[k] = sum(int(np.sum(new[v][first] != gates[v][first])) for v in gates)
+            gates = new
+        for v in gates:
+            history[v][k] = gates[v][first]
+        end = times[k + 1] - times[k] if k + 1 < times.size else 0.0
+        run = integrate(
+            twin.network, X, Y, W, [0.0, end] if end else [0.0], gates,
+            solver=solver, rtol=rtol, atol=atol,
+        )  # fmt: skip
+        loss[k] = run.loss[0]
+        if end:
+            W = run.weights_at(1)
+    return SelfConsistentFlow(times, loss, switches, history)

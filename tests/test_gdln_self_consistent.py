@@ -1,0 +1,92 @@
+"""gdln.self_consistent: node gates that follow the twin's own group pre-activations."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import gdln
+from gdln.context_task import context_task
+from gdln.self_consistent import self_consistent_flow, sign_gates
+
+FLOW = {"solver": "RK45", "rtol": 1e-10, "atol": 1e-12}
+
+
+def context_twin(sets: list[int], sign: float = 1.0, scale: float = 0.05) -> tuple:
+    """A one-hidden-layer twin of 3 contexts whose unit u is on exactly in the contexts of the
+    bitmask sets[u] (pre-activation 0.5 + 2 in them, 0.5 - 2 elsewhere), started from
+    sign * scale * W_1 and small random output weights."""
+    task = context_task(3)
+    W1 = np.zeros((len(sets), 11))
+    W1[:, :8] = 0.5
+    W1[:, 8:] = np.where(np.array(sets)[:, None] >> np.arange(3) & 1, 2.0, -2.0)
+    W2 = scale * np.random.default_rng(0).standard_normal((task.Y.shape[1], len(sets)))
+    D = [(task.X @ W1.T > 0).astype(float)]
+    twin = gdln.ReLN.from_gates(
+        [W1, W2], D, task.context, X=task.X, initial=[sign * scale * W1, W2]
+    )
+    return twin, task
+
+
+def test_sign_gates_of_a_hand_built_twin() -> None:
+    """Summed pre-activation of a group on context c: +2.5 per unit and sample where c is in
+    its set, -1.5 elsewhere; so the sign gates are the final gates, and with the input weights
+    negated they are their complement."""
+    sets = [0b111, 0b011, 0b011, 0b100]
+    twin, task = context_twin(sets)
+    gates = sign_gates(twin, twin.initial, task.X, task.context)
+    for v in twin.gates:
+        np.testing.assert_array_equal(gates[v], twin.gates[v])
+    flipped, _ = context_twin(sets, sign=-1.0)
+    gates = sign_gates(flipped, flipped.initial, task.X, task.context)
+    for v in flipped.gates:
+        np.testing.assert_array_equal(gates[v], 1.0 - flipped.gates[v])
+
+
+def test_until_the_first_switch_the_flow_is_the_fixed_gate_flow() -> None:
+    """Started where the sign gates are the final gates, the self-consistent flow, integrated
+    check by check, is the fixed-gate flow of the final gates up to the first check at which a
+    group's summed pre-activation has changed sign (the linear twin does not keep its signs:
+    here the {1,3} group turns off in context 3), and differs from it after."""
+    twin, task = context_twin([0b111, 0b111, 0b011, 0b110, 0b101], scale=0.3)
+    times = np.linspace(0.0, 20.0, 41)
+    run = self_consistent_flow(twin, task.X, task.Y, task.context, times, **FLOW)
+    fixed = gdln.integrate(twin.network, task.X, task.Y, twin.initial, times, twin.gates, **FLOW)
+    first = int(np.flatnonzero(run.n_switches)[0])
+    assert first >= 3
+    np.testing.assert_allclose(run.loss[:first], fixed.loss[:first], rtol=1e-7)
+    assert fixed.loss[first - 1] < 0.9 * fixed.loss[0]  # learning before the first switch
+    assert np.max(np.abs(run.loss[first:] / fixed.loss[first:] - 1)) > 1e-4
+    for v, history in run.gates.items():
+        np.testing.assert_array_equal(
+            history[:first], np.tile(twin.gates[v][[0, 8, 16]], (first, 1))
+        )
+
+
+def test_switches_change_the_flow_and_are_counted() -> None:
+    """Started from the complement of the final gates, the all-context group is off everywhere
+    and cannot learn; the pair groups learn in the one context they are on in. Gates move, the
+    count of changes is the number of changed (node, context) entries, and the flow is not the
+    one with the initial gates frozen."""
+    twin, task = context_twin([0b111, 0b111, 0b011, 0b110, 0b101], sign=-1.0, scale=0.3)
+    times = np.linspace(0.0, 40.0, 81)
+    run = self_consistent_flow(twin, task.X, task.Y, task.context, times, **FLOW)
+    changes = sum(np.abs(np.diff(h, axis=0)).sum(axis=1) for h in run.gates.values())
+    np.testing.assert_array_equal(run.n_switches[1:], changes)
+    start = sign_gates(twin, twin.initial, task.X, task.context)
+    frozen = gdln.integrate(twin.network, task.X, task.Y, twin.initial, times, start, **FLOW)
+    np.testing.assert_allclose(run.loss[0], frozen.loss[0], rtol=1e-12)
+    if run.n_switches.sum():
+        assert np.max(np.abs(run.loss - frozen.loss)) > 1e-6 * frozen.loss[0]
+    else:
+        np.testing.assert_allclose(run.loss, frozen.loss, rtol=1e-7)
+
+
+def test_needs_a_grouped_twin_and_times_from_zero() -> None:
+    twin, task = context_twin([0b111, 0b011])
+    W1, W2 = twin.initial["in_h1_0"], twin.initial["out_h1_0"]
+    per_unit = gdln.ReLN.from_gates([W1, W2], [np.ones((24, W1.shape[0]))], X=None)
+    with pytest.raises(ValueError, match="need a grouped twin"):
+        sign_gates(per_unit, per_unit.initial, task.X, task.context)
+    with pytest.raises(ValueError, match="increasing from 0"):
+        self_consistent_flow(twin, task.X, task.Y, task.context, [1.0, 2.0])
