@@ -841,7 +841,7 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
     Cs, Ds = list(ds.context_count.values), list(ds.depth.values)
     seed0 = ds.seed.values[0]
     for D in Ds:
-        fig, axes = plt.subplots(1, len(Cs), figsize=(3.6 * len(Cs), 3.2), squeeze=False)
+        fig, axes = plt.subplots(1, len(Cs), figsize=(4.4 * len(Cs), 3.4), squeeze=False)
         for j, C in enumerate(Cs):
             ax = axes[0, j]
             cell = ds.sel(context_count=C, depth=D)
@@ -901,7 +901,7 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                 errors.append(
                     f"seeds {float(ds.rel_l2_seed_spread.sel(context_count=C, depth=D)):.3f}"
                 )
-            ax.set_title(f"C={C}, depth {D}: rel L2 " + ", ".join(errors), fontsize=8)
+            ax.set_title(f"C={C}, depth {D}, rel L2:\n" + ", ".join(errors), fontsize=8)
             ax.set_xlabel("t (mean-loss clock)")
             ax.set_ylabel("mean loss")
         axes[0, 0].legend(fontsize=7)
