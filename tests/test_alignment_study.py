@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import matplotlib
@@ -105,7 +102,7 @@ def test_star_reuses_the_cells_of_its_arms(tmp_path: Path) -> None:
         matplotlib.pyplot.close(fig)
 
 
-def test_alignment_sweep_resumes_after_a_kill(tmp_path: Path) -> None:
+def test_alignment_sweep_resumes_after_a_kill(tmp_path: Path, run_and_kill) -> None:
     """Kill an alignment sweep part-way (SIGKILL); run again, it computes only the rest."""
     cache = tmp_path / "cache"
     script = (
@@ -116,16 +113,7 @@ def test_alignment_sweep_resumes_after_a_kill(tmp_path: Path) -> None:
         f"xi_samples=500, bootstrap=10, workers=1, cache_dir={str(cache)!r})\n"
         "alignment.run(c)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script])
-    try:
-        deadline = time.time() + 120
-        while not list(cache.rglob("*.nc")) and time.time() < deadline:
-            time.sleep(0.05)
-        proc.kill()
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    run_and_kill(script, lambda: bool(list(cache.rglob("*.nc"))), 120)
     done = len(list(cache.rglob("*.nc")))
     assert 1 <= done < 5, "the sweep should have been interrupted part-way"
     config = dataclasses.replace(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -73,7 +72,7 @@ def test_every_cell_failing_raises(tmp_path: Path) -> None:
         )  # fmt: skip
 
 
-def test_resume_after_interrupted_sweep(tmp_path: Path) -> None:
+def test_resume_after_interrupted_sweep(tmp_path: Path, run_and_kill) -> None:
     """Kill a sweep process mid-way; the resumed sweep recomputes nothing and loses nothing."""
     calls, cache = tmp_path / "calls", tmp_path / "cache"
     calls.mkdir()
@@ -86,16 +85,7 @@ def test_resume_after_interrupted_sweep(tmp_path: Path) -> None:
         f"sweep.run_sweep(toy_cell, {grid!r}, {str(cache)!r}, "
         f"fixed={{'calls': {str(calls)!r}, 'pause': 0.6}}, n_workers=2)\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script])
-    try:
-        deadline = time.time() + 60
-        while len(list(cache.glob("*.nc"))) < 2 and time.time() < deadline:
-            time.sleep(0.05)
-        proc.kill()
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+    run_and_kill(script, lambda: len(list(cache.glob("*.nc"))) >= 2, 60)
     finished = {p.name for p in cache.glob("*.nc")}
     assert 2 <= len(finished) < 6, "the sweep should have been interrupted part-way"
     before = len(calls_in(calls))
