@@ -20,8 +20,10 @@ Two equal forms of -dL/dW_e are available:
   (``gdln.correlations.path_gradient``); its cost does not grow with the number of samples, but
   it needs per-sample (pathway) gates and the squared error.
 
-Gates may change over time (:class:`gdln.schedule.GateSchedule`), and a callback may see the
-weights at every record, so that long runs of wide networks need not keep them all.
+Gates may change over time, at given times (:class:`gdln.schedule.GateSchedule`) or by a rule
+read from the weights at every record (``gate_rule``: gates that follow the network's own
+state), and a callback may see the weights at every record, so that long runs of wide networks
+need not keep them all.
 """
 
 from __future__ import annotations
@@ -43,10 +45,12 @@ from gdln.trajectory import Trajectory, check_times
 
 Gates = Mapping[str, Array]
 Callback = Callable[[int, float, dict[str, Array]], None]
+GateRule = Callable[[float, dict[str, Array]], Gates]
 
 __all__ = [
     "Callback",
     "DivergenceError",
+    "GateRule",
     "gradient_descent",
     "integrate",
     "loss_gradient",
@@ -367,10 +371,29 @@ class _Gating:
 
     def problem(self, j: int) -> _Problem:
         if j not in self._problems:
-            self._problems[j] = _Problem(
-                *self.args, self.schedule.gates[j], self.loss, self.form, self.layout
-            )
+            self._problems[j] = self.problem_for(self.schedule.gates[j])
         return self._problems[j]
+
+    def problem_for(self, gates: Gates) -> _Problem:
+        """The problem of other gates on the same names (those of a gate rule)."""
+        if set(gates) != set(self.schedule.gates[0]):
+            raise ValueError(
+                f"a gate rule returned gates on {sorted(gates)}, not on the names of the "
+                f"initial gates {sorted(self.schedule.gates[0])}"
+            )
+        return _Problem(*self.args, gates, self.loss, self.form, self.layout)
+
+
+class _Switch(Exception):
+    """Raised from a record to stop the solver where a gate rule changes the gates."""
+
+    def __init__(self, k: int, theta: Array, gates: Gates) -> None:
+        super().__init__(k)
+        self.k, self.theta, self.gates = k, theta, gates
+
+
+def _same_gates(a: Gates, b: Gates) -> bool:
+    return set(a) == set(b) and all(np.array_equal(a[v], b[v]) for v in a)
 
 
 class _Records:
@@ -448,6 +471,7 @@ def integrate(
     schedule: GateSchedule | None = None,
     callback: Callback | None = None,
     with_weights: bool = True,
+    gate_rule: GateRule | None = None,
 ) -> Trajectory:
     """Integrate the exact gradient flow tau dW_e/dt = -dL/dW_e from ``initial`` at t = 0.
 
@@ -467,15 +491,40 @@ def integrate(
         callback: called as ``callback(k, t_k, weights)`` at every record, in order.
         with_weights: keep the weights at every record in the trajectory (False: loss only, for
             long runs of wide networks; the callback still sees them).
+        gate_rule: gates that follow the weights: ``gate_rule(t_k, weights)`` is called once at
+            every record after the first and returns gates on the names of ``gates`` (those in
+            force from t = 0). Where they differ from the gates in force, the solver stops at
+            t_k and restarts from the weights there with the new gates, and the record at t_k
+            sees them; between changes the flow is that of fixed gates, in one solver run.
 
     Returns a :class:`~gdln.trajectory.Trajectory` with loss, weights and (optionally) modes;
-    ``attrs["nfev"]`` counts the evaluations of the right-hand side.
+    ``attrs["nfev"]`` counts the evaluations of the right-hand side, ``attrs["gate_switches"]``
+    the switches (of the schedule, or where the rule changed the gates).
     """
     times = check_times(times, tau)
     check_solver(solver)
+    if gate_rule is not None and schedule is not None:
+        raise ValueError("give a gate schedule or a gate rule, not both")
     gating = _Gating(network, X, Y, gates, schedule, loss or SquaredError(), form, initial)
     records = _Records(times, gating.layout, callback, with_weights)
     theta = gating.layout.pack(gating.initial)
+    attrs = {"solver": solver, "rtol": rtol, "atol": atol, "form": form, "loss": gating.loss.name}
+
+    def rhs_of(problem: _Problem) -> Callable[[Array], Array]:
+        def rhs(theta: Array) -> Array:
+            out = problem.rhs(theta)
+            if tau != 1.0:
+                out /= tau
+            return out
+
+        return rhs
+
+    if gate_rule is not None:
+        nfev, n_switches = _follow_rule(
+            gating, records, theta, times, gate_rule, rhs_of, solver, rtol, atol
+        )
+        attrs |= {"nfev": nfev, "gate_switches": n_switches}
+        return _trajectory(network, times, records, "integrate", tau, modes, attrs)
     owner = np.array([gating.schedule.piece_at(t) for t in times])
     nfev = 0
     for j, start, stop in gating.schedule.pieces(float(times[-1])):
@@ -499,25 +548,61 @@ def integrate(
             if i == last:
                 end.append(state.copy())  # the solver may reuse the buffer
 
-        def rhs(theta: Array, problem: _Problem = problem) -> Array:
-            out = problem.rhs(theta)
-            if tau != 1.0:
-                out /= tau
-            return out
-
         with blas_threads(problem.work):
-            nfev += solve_flow(rhs, theta, local, record, solver, rtol, atol)
+            nfev += solve_flow(rhs_of(problem), theta, local, record, solver, rtol, atol)
         theta = end[-1]
-    attrs = {
-        "solver": solver,
-        "rtol": rtol,
-        "atol": atol,
-        "form": form,
-        "loss": gating.loss.name,
-        "nfev": nfev,
-        "gate_switches": len(gating.schedule.switch_times),
-    }
+    attrs |= {"nfev": nfev, "gate_switches": len(gating.schedule.switch_times)}
     return _trajectory(network, times, records, "integrate", tau, modes, attrs)
+
+
+def _follow_rule(
+    gating: _Gating,
+    records: _Records,
+    theta: Array,
+    times: Array,
+    gate_rule: GateRule,
+    rhs_of: Callable[[_Problem], Callable[[Array], Array]],
+    solver: str,
+    rtol: float,
+    atol: float,
+) -> tuple[int, int]:
+    """The flow of ``integrate`` under a gate rule: one solver run per stretch of unchanged
+    gates, restarted at the record where the rule changes them. Returns (evaluations,
+    switches)."""
+    k0, gates, problem = 0, gating.schedule.gates[0], gating.problem(0)
+    nfev = n_switches = 0
+
+    def counted(rhs: Callable[[Array], Array]) -> Callable[[Array], Array]:
+        def f(theta: Array) -> Array:  # a run stopped at a switch returns no count
+            nonlocal nfev
+            nfev += 1
+            return rhs(theta)
+
+        return f
+
+    while True:
+
+        def record(
+            i: int, state: Array, k0: int = k0, gates: Gates = gates, problem: _Problem = problem
+        ) -> None:
+            k = k0 + i
+            if i:
+                new = gate_rule(float(times[k]), gating.layout.unpack(state))
+                if not _same_gates(new, gates):
+                    raise _Switch(k, state.copy(), new)
+            records(k, state, problem)
+
+        try:
+            with blas_threads(problem.work):
+                solve_flow(
+                    counted(rhs_of(problem)), theta, times[k0:] - times[k0], record, solver,
+                    rtol, atol,
+                )  # fmt: skip
+            return nfev, n_switches
+        except _Switch as switch:
+            k0, theta, gates = switch.k, switch.theta, switch.gates
+            problem = gating.problem_for(gates)
+            n_switches += 1
 
 
 def gradient_descent(

@@ -10,13 +10,22 @@ its group pre-activation there is positive,
     a_v(x) = sum_{e: t(e) = v} W_e h_{s(e)}(x)      (the node's pre-gate input),
 
 with h computed through the twin's current gates. Between two checks the gates are frozen and
-the flow is the exact gradient flow of the GDLN with those gates (``gdln.integrate``); at every
-check time the gates are re-read from the weights reached, layer by layer from the input (a
-layer's pre-activations use the new gates of the layers below). So switch times are the
-dynamics' own, resolved to the check interval, and nothing is read from the ReLU run's clock.
+the flow is the exact gradient flow of the GDLN with those gates; at every check time the gates
+are re-read from the weights reached, layer by layer from the input (a layer's pre-activations
+use the new gates of the layers below). So switch times are the dynamics' own, resolved to the
+check interval, and nothing is read from the ReLU run's clock. The checks are
+``gdln.integrate``'s gate rule: one solver run while the gates hold, a restart where they
+change.
 
 If no sign changes between checks, the flow is that of fixed gates: a twin whose group
 pre-activations never change sign is exactly the fixed-gate twin with the gates of its start.
+
+The gates are discontinuous in the weights, so the flow must be far more accurate than a loss
+curve alone needs: a small timing error moves a sign change to another check, and the runs
+part from there. Measured on the depth-2 twin of the context task (C = 3, seed 0, 301 checks):
+RKC at rtol 1e-4 and at 1e-6 moved the loss curve by 7-9% (relative L2) from the converged
+flow, while RK45 at rtol 1e-6, atol 1e-8 x init std is within 1e-5 of RK45 at rtol 1e-10
+(the defaults below are of that accuracy; 21 s against 8 s for RKC at 1e-4).
 """
 
 from __future__ import annotations
@@ -80,37 +89,31 @@ def self_consistent_flow(
     Y: Array,
     partition: Array,
     times: Array,
-    solver: str = "RKC",
-    rtol: float = 1e-4,
-    atol: float = 1e-10,
+    solver: str = "RK45",
+    rtol: float = 1e-6,
+    atol: float = 1e-12,
 ) -> SelfConsistentFlow:
     """Integrate the twin from ``twin.initial`` with gates re-read by :func:`sign_gates` at
     every time of ``times`` (increasing, from 0); between two checks the exact flow of
-    ``gdln.integrate`` (``solver``, ``rtol``, ``atol``) with the gates frozen."""
+    ``gdln.integrate`` (``solver``, ``rtol``, ``atol``) with the gates frozen. Keep the
+    solver accurate (module docstring): atol about 1e-8 times the scale of the weights."""
     times = np.asarray(times, dtype=np.float64)
     if times.ndim != 1 or times.size < 2 or times[0] != 0 or np.any(np.diff(times) <= 0):
         raise ValueError("times must be increasing from 0, with at least two entries")
     partition = np.asarray(partition)
     n = check_partition(partition, X.shape[0])
     first = np.array([np.flatnonzero(partition == c)[0] for c in range(n)])
-    W = {k: np.array(v, dtype=np.float64) for k, v in twin.initial.items()}
-    loss = np.empty(times.size)
-    switches = np.zeros(times.size, dtype=int)
-    history = {v: np.empty((times.size, n)) for v in twin.gates}
-    gates = sign_gates(twin, W, X, partition)
-    for k in range(times.size):
-        if k:
-            new = sign_gates(twin, W, X, partition)
-            switches[k] = sum(int(np.sum(new[v][first] != gates[v][first])) for v in gates)
-            gates = new
-        for v in gates:
-            history[v][k] = gates[v][first]
-        end = times[k + 1] - times[k] if k + 1 < times.size else 0.0
-        run = integrate(
-            twin.network, X, Y, W, [0.0, end] if end else [0.0], gates,
-            solver=solver, rtol=rtol, atol=atol,
-        )  # fmt: skip
-        loss[k] = run.loss[0]
-        if end:
-            W = run.weights_at(1)
-    return SelfConsistentFlow(times, loss, switches, history)
+    read = [sign_gates(twin, twin.initial, X, partition)]
+
+    def rule(_: float, weights: dict[str, Array]) -> dict[str, Array]:
+        read.append(sign_gates(twin, weights, X, partition))
+        return read[-1]
+
+    run = integrate(
+        twin.network, X, Y, twin.initial, times, read[0], solver=solver, rtol=rtol, atol=atol,
+        with_weights=False, gate_rule=rule,
+    )  # fmt: skip
+    history = {v: np.stack([g[v][first] for g in read]) for v in read[0]}
+    changes = sum(np.abs(np.diff(h, axis=0)).sum(axis=1) for h in history.values())
+    switches = np.concatenate([[0], changes]).astype(int)
+    return SelfConsistentFlow(times, run.loss, switches, history)

@@ -46,7 +46,9 @@ Theory variants:
   gates.
 - ``self_consistent`` (:mod:`gdln.self_consistent`): the final groups, but each node is on in a
   context while its own summed pre-activation there is positive, re-read at every record time,
-  so the switch times come out of the twin's dynamics.
+  so the switch times come out of the twin's dynamics. Its gates jump with the signs, so it runs
+  on RK45 at ``rtol_self_consistent`` (atol 1e-8 x init std): at the RKC tolerance of the
+  other variants its switches are not converged.
 - ``scheduled`` (depths in ``schedule_depths``): the same ReLN with node gates read from the
   ReLU snapshots over time (``ReLN.gates_from``: the fraction of node v's units active on x at
   snapshot k, held from t_k until the next snapshot; ``gdln.GateSchedule``).
@@ -132,6 +134,7 @@ class Config:
         solver, rtol: ODE solver and relative tolerance of the ``integrate``, ``scheduled`` and
             ``settled`` flows (absolute tolerance 1e-6 x init std).
         rtol_aligned: relative tolerance of the ``aligned`` variant (RKC).
+        rtol_self_consistent: relative tolerance of the ``self_consistent`` variant (RK45).
         scheduler, workers, processes, cache_dir: the sweep runner (studies.sweep).
     """
 
@@ -165,6 +168,7 @@ class Config:
     solver: str = "RKC"
     rtol: float = 1e-4
     rtol_aligned: float = 1e-4
+    rtol_self_consistent: float = 1e-6
     scheduler: str | None = None
     workers: int = 2
     processes: bool = False
@@ -175,7 +179,7 @@ class Config:
         check_numbers(
             self,
             positive=(
-                "lr_summed", "rtol", "rtol_aligned", "reduce_tol",
+                "lr_summed", "rtol", "rtol_aligned", "rtol_self_consistent", "reduce_tol",
                 *(f"init_std_{d}" for d in DEPTHS),
             ),
             counts=("contexts", "depths", "seeds", "n_times", "n_sv", "n_pathways", "workers",
@@ -469,7 +473,9 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
     ).loss
     # self-consistent gates: the trained net's groups, gated by the twin's own pre-activations
     start = _time.perf_counter()
-    self_consistent = self_consistent_flow(twin, X, Y, task.context, times, **flow)
+    self_consistent = self_consistent_flow(
+        twin, X, Y, task.context, times, rtol=cfg["rtol_self_consistent"], atol=1e-8 * std
+    )
     seconds_self_consistent = _time.perf_counter() - start
     # node gates read from the ReLU snapshots over time
     loss_sched = np.full(T, np.nan)

@@ -1,5 +1,5 @@
-"""Gates that change over time (gdln.GateSchedule) in integrate and gradient_descent, the record
-callback, and the flow's refusal of non-finite data."""
+"""Gates that change over time (gdln.GateSchedule, or a gate rule read from the weights) in
+integrate and gradient_descent, the record callback, and the flow's refusal of non-finite data."""
 
 from __future__ import annotations
 
@@ -50,6 +50,44 @@ def test_schedule_reproduces_a_hand_made_switching_sequence() -> None:
     assert traj.loss[2] != pytest.approx(one.loss[2], rel=1e-3)
     # the weights of pathway b do not move while it is off
     np.testing.assert_allclose(traj.weights["ib"][3], traj.weights["ib"][2], rtol=1e-9)
+
+
+@pytest.mark.parametrize("solver", ["RK45", "RKC"])
+def test_a_gate_rule_is_a_schedule_found_by_the_run(solver: str) -> None:
+    """A rule that turns pathway b off once the loss of its own weights falls below 90% of
+    the start is the schedule whose one switch sits at the first record where that holds; the
+    rule is called once per record after the first, and a rule that never changes the gates
+    gives the fixed-gate flow itself."""
+    net, X, Y, W0 = two_pathways(2)
+    times = np.linspace(0.0, 8.0, 17)
+    tol = {"solver": solver, "rtol": 1e-10 if solver == "RK45" else 1e-6, "atol": 1e-12}
+    fixed = gdln.integrate(net, X, Y, W0, times, ON, **tol)
+    threshold = 0.9 * fixed.loss[0]
+    calls: list[float] = []
+
+    def rule(t: float, W: dict) -> dict:
+        calls.append(t)
+        loss = gdln.integrate(net, X, Y, W, [0.0], ON).loss[0]
+        return B_OFF if loss < threshold else ON
+
+    ruled = gdln.integrate(net, X, Y, W0, times, ON, gate_rule=rule, **tol)
+    np.testing.assert_array_equal(calls, times[1:])
+    k = int(np.argmax(fixed.loss < threshold))
+    assert 2 <= k < len(times) - 2  # the switch falls inside the run
+    assert ruled.attrs["gate_switches"] == 1
+    schedule = gdln.GateSchedule([times[k]], [ON, B_OFF])
+    scheduled = gdln.integrate(net, X, Y, W0, times, schedule=schedule, **tol)
+    rel = 1e-8 if solver == "RK45" else 1e-4
+    np.testing.assert_allclose(ruled.loss, scheduled.loss, rtol=rel)
+    np.testing.assert_allclose(ruled.loss[:k], fixed.loss[:k], rtol=1e-12)
+    assert abs(ruled.loss[-1] / fixed.loss[-1] - 1) > 1e-3  # b stopped learning
+    never = gdln.integrate(net, X, Y, W0, times, ON, gate_rule=lambda t, W: ON, **tol)
+    np.testing.assert_array_equal(never.loss, fixed.loss)
+    assert never.attrs["gate_switches"] == 0
+    with pytest.raises(ValueError, match="not on the names"):
+        gdln.integrate(net, X, Y, W0, times, ON, gate_rule=lambda t, W: {"a": ON["a"]}, **tol)
+    with pytest.raises(ValueError, match="or a gate rule, not both"):
+        gdln.integrate(net, X, Y, W0, times, schedule=schedule, gate_rule=lambda t, W: ON, **tol)
 
 
 def test_schedule_in_gradient_descent_switches_at_the_step_in_force() -> None:
