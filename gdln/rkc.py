@@ -165,8 +165,10 @@ def rkc(
         # stages in three preallocated buffers, updated in place (the state may be large:
         # fresh temporaries per operation would cost more than the flow's own evaluations)
         prev, cur = y, pool[0]
-        np.multiply(f, mu_t1 * h, out=cur)
-        cur += y
+        with vector_ops():
+            for b in blocks:
+                np.multiply(f[b], mu_t1 * h, out=cur[b])
+                cur[b] += y[b]
         for j in range(2, s + 1):
             nxt = next(b for b in pool if b is not prev and b is not cur)
             F_cur = F(cur)
@@ -208,10 +210,12 @@ def rkc(
             h00, h10 = 2 * x**3 - 3 * x**2 + 1, x**3 - 2 * x**2 + x
             h01, h11 = -2 * x**3 + 3 * x**2, x**3 - x**2
             with vector_ops():
-                np.multiply(y, h00, out=work)
-                axpy(f, work, a=h10 * h)
-                axpy(cur, work, a=h01)
-                axpy(f_new, work, a=h11 * h)
+                for b in blocks:
+                    out_b = work[b]
+                    np.multiply(y[b], h00, out=out_b)
+                    axpy(f[b], out_b, a=h10 * h)
+                    axpy(cur[b], out_b, a=h01)
+                    axpy(f_new[b], out_b, a=h11 * h)
             keep(k_eval, work)
             k_eval += 1
         pool[next(i for i, b in enumerate(pool) if b is cur)] = y  # old state: a stage buffer
