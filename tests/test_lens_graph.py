@@ -297,11 +297,15 @@ class _Tanh(nn.Module):
         return torch.tanh(x)
 
 
-class _Softmax(nn.Module):
+class _OneLinear(nn.Module):
+    """A module whose forward (in the subclasses) reads one 4 -> 4 linear layer."""
+
     def __init__(self) -> None:
         super().__init__()
         self.lin = nn.Linear(4, 4)
 
+
+class _Softmax(_OneLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.softmax(self.lin(x), dim=1)
 
@@ -329,11 +333,7 @@ class _TorchAttention(nn.Module):
         return self.att(x[:, None], x[:, None], x[:, None])[0].flatten(1)
 
 
-class _Branching(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.lin = nn.Linear(4, 4)
-
+class _Branching(_OneLinear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.lin(x)
         if h.sum() > 0:
@@ -455,11 +455,7 @@ def test_hooked_module_refused_by_name():
 
 
 def test_an_in_place_relu_whose_input_is_read_later_is_refused():
-    class Aliased(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.lin = nn.Linear(4, 4)
-
+    class Aliased(_OneLinear):
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             h = self.lin(x)
             return F.relu(h, inplace=True) + h
