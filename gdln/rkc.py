@@ -83,6 +83,17 @@ def _coefficients(s: int) -> tuple[Array, Array, Array, Array, float]:
     return mu, nu, mu_t, gamma_t, b[1] * w1
 
 
+def _combine(out: Array, first: Array, c0: float, terms: list[tuple[Array, float]]) -> None:
+    """out = c0 first + sum_k c_k a_k over (a_k, c_k) in ``terms``, block by block
+    (:data:`BLOCK`), so that one block of every vector stays in cache."""
+    for b in range(0, out.size, BLOCK):
+        sl = slice(b, min(b + BLOCK, out.size))
+        out_b = out[sl]
+        np.multiply(first[sl], c0, out=out_b)
+        for a, c in terms:
+            axpy(a[sl], out_b, a=c)
+
+
 def rkc(
     fun: Callable[[Array], Array],
     t_end: float,
@@ -166,20 +177,15 @@ def rkc(
         # fresh temporaries per operation would cost more than the flow's own evaluations)
         prev, cur = y, pool[0]
         with vector_ops():
-            for b in blocks:
-                np.multiply(f[b], mu_t1 * h, out=cur[b])
-                cur[b] += y[b]
+            _combine(cur, f, mu_t1 * h, [(y, 1.0)])
         for j in range(2, s + 1):
             nxt = next(b for b in pool if b is not prev and b is not cur)
             F_cur = F(cur)
             with vector_ops():
-                for b in blocks:
-                    out_b = nxt[b]
-                    np.multiply(y[b], 1 - mu[j] - nu[j], out=out_b)
-                    axpy(cur[b], out_b, a=mu[j])
-                    axpy(prev[b], out_b, a=nu[j])
-                    axpy(F_cur[b], out_b, a=mu_t[j] * h)
-                    axpy(f[b], out_b, a=gamma_t[j] * h)
+                _combine(
+                    nxt, y, 1 - mu[j] - nu[j],
+                    [(cur, mu[j]), (prev, nu[j]), (F_cur, mu_t[j] * h), (f, gamma_t[j] * h)],
+                )  # fmt: skip
             prev, cur = cur, nxt
         f_new = F(cur)
         # est = (12 (y - cur) + 6 h (f + f_new)) / 15, weighted by atol + rtol max(|y|, |cur|)
@@ -210,12 +216,7 @@ def rkc(
             h00, h10 = 2 * x**3 - 3 * x**2 + 1, x**3 - 2 * x**2 + x
             h01, h11 = -2 * x**3 + 3 * x**2, x**3 - x**2
             with vector_ops():
-                for b in blocks:
-                    out_b = work[b]
-                    np.multiply(y[b], h00, out=out_b)
-                    axpy(f[b], out_b, a=h10 * h)
-                    axpy(cur[b], out_b, a=h01)
-                    axpy(f_new[b], out_b, a=h11 * h)
+                _combine(work, y, h00, [(f, h10 * h), (cur, h01), (f_new, h11 * h)])
             keep(k_eval, work)
             k_eval += 1
         pool[next(i for i, b in enumerate(pool) if b is cur)] = y  # old state: a stage buffer
