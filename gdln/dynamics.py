@@ -15,7 +15,9 @@ Two equal forms of -dL/dW_e are available:
   (ReLU activation patterns) are masks here: nothing enumerates per-unit paths. A *complete
   layered* network (``Network.layers``: a chain, or the ReLN of an MLP with grouped units)
   without edge gates is run as the MLP it is: each layer's nodes stacked into one dense
-  weight matrix, node gates spread over their units, one matrix product per layer.
+  weight matrix, node gates spread over their units, one matrix product per layer; with fewer
+  inputs than samples, the first-layer units active on every sample run through the inputs
+  (``_Problem._input_factor``).
 - ``form="paths"``: the path-sum form of Saxe et al. 2022 from the gated correlations
   (``gdln.correlations.path_gradient``); its cost does not grow with the number of samples, but
   it needs per-sample (pathway) gates and the squared error.
@@ -232,6 +234,42 @@ class _Problem:
         widths = self.layout.widths[1:]
         self._h = [np.empty((self.n_samples, w)) for w in widths]
         self._delta = [np.empty((self.n_samples, w)) for w in widths]
+        self.factor = self._input_factor()
+        if self.factor is not None:
+            n_on = self.factor[0].stop - self.factor[0].start
+            d = self.x0.shape[1]
+            self._M = np.empty((d, widths[1]))  # (W_2[:, on] W_1[on])^T
+            self._dW1_on = np.empty((d, n_on))
+
+    def _input_factor(self) -> tuple[slice, list[slice]] | None:
+        """The longest run of first-layer units that are active on every sample ("on"), and
+        the first layer's other units as up to two runs, when products through "on" are
+        cheaper in the input dimension than in the samples.
+
+        On those units h_1 = W_1 x is linear, so every product through them factors through
+        the d inputs (X: (P, d), D_2 the error signal of the next layer):
+
+            H_1[:, on] W_2[:, on]^T = X (W_2[:, on] W_1[on])^T,
+            -dL/dW_2[:, on] = D_2^T H_1[:, on] = (D_2^T X) W_1[on]^T,
+            -dL/dW_1[on] = W_2[:, on]^T D_2^T X,
+
+        d multiply-adds per weight of W_2[:, on] instead of P: worth it when d < P (a twin of
+        the context task: 11 inputs, 24 samples, its all-context units always on)."""
+        if self.layout.kernel or len(self.layout.matrices) < 2:
+            return None
+        if self.x0.shape[1] >= self.n_samples:
+            return None
+        width = self.layout.widths[1]
+        g = self.gate[1]
+        on = np.ones(width, dtype=bool) if g is None else np.all(g == 1.0, axis=0)
+        edges = np.flatnonzero(np.diff(np.concatenate([[0], on.astype(np.int8), [0]])))
+        if not edges.size:
+            return None
+        starts, stops = edges[::2], edges[1::2]
+        longest = int(np.argmax(stops - starts))
+        a, b = int(starts[longest]), int(stops[longest])
+        off = [s for s in (slice(0, a), slice(b, width)) if s.stop > s.start]
+        return slice(a, b), off
 
     def pack(self, weights: Mapping[str, Array]) -> Array:
         return self.layout.pack(self.net.check_weights(weights))
@@ -245,16 +283,35 @@ class _Problem:
         h = [self.x0]
         for k, W in enumerate(mats):
             a = self._h[k]
-            if k == 0 and self.layout.kernel:  # X W_1^T = X W_1(0)^T + K Phi^T
+            g = self.gate[k + 1]
+            if self.factor is not None and k < 2:
+                self._factored_forward(k, mats, a)
+            elif k == 0 and self.layout.kernel:  # X W_1^T = X W_1(0)^T + K Phi^T
                 np.matmul(self.layout.K, W, out=a)
                 a += self.layout.A0
             else:
                 np.matmul(h[-1], W.T, out=a)
-            g = self.gate[k + 1]
-            if g is not None:
+            if g is not None and not (self.factor is not None and k == 0):
                 a *= g
             h.append(a)
         return h
+
+    def _factored_forward(self, k: int, mats: list[Array], a: Array) -> None:
+        """Layer k + 1 < 3 with the always-on first-layer units factored through the inputs
+        (:meth:`_input_factor`); at k = 0 only the other units' columns of ``a`` are set."""
+        on, off = self.factor
+        W1 = mats[0]
+        if k == 0:
+            g = self.gate[1]
+            for s in off:
+                np.matmul(self.x0, W1[s].T, out=a[:, s])
+                a[:, s] *= g[:, s]
+            return
+        W2, h1 = mats[1], self._h[0]
+        np.matmul(W1[on].T, W2[:, on].T, out=self._M)
+        np.matmul(self.x0, self._M, out=a)
+        for s in off:
+            a += h1[:, s] @ W2[:, s].T
 
     def _outputs(self, h_out: Array) -> dict[str, Array]:
         return {v: h_out[:, sl] for v, sl in self.out_slices.items()}
@@ -289,6 +346,9 @@ class _Problem:
             g = self.gate[k + 1]
             if g is not None:
                 delta *= g
+            if k == 1 and self.factor is not None:
+                self._factored_backward(mats, dmats, h[1], delta)
+                break
             if not (k == 0 and self.layout.kernel):  # there -dL/dPhi^T = -delta_1, in place
                 np.matmul(delta.T, h[k], out=dmats[k])
             if k > 0:
@@ -297,6 +357,24 @@ class _Problem:
                     delta, mats[k], out=dmats[0] if kernel_next else self._delta[k - 1]
                 )
         return out
+
+    def _factored_backward(
+        self, mats: list[Array], dmats: list[Array], h1: Array, delta: Array
+    ) -> None:
+        """-dL/dW_2 and -dL/dW_1 from the gated error signal ``delta`` of layer 2, the
+        always-on first-layer units factored through the inputs (:meth:`_input_factor`)."""
+        on, off = self.factor
+        W1, W2, g = mats[0], mats[1], self.gate[1]
+        E = delta.T @ self.x0  # D_2^T X
+        np.matmul(E, W1[on].T, out=dmats[1][:, on])
+        np.matmul(E.T, W2[:, on], out=self._dW1_on)
+        dmats[0][on] = self._dW1_on.T
+        for s in off:
+            np.matmul(delta.T, h1[:, s], out=dmats[1][:, s])
+            back = delta @ W2[:, s]
+            if g is not None:
+                back *= g[:, s]
+            np.matmul(back.T, self.x0, out=dmats[0][s])
 
     def descent(self, W: Mapping[str, Array]) -> dict[str, Array]:
         """-dL/dW_e for every edge (edge by edge; see ``rhs`` for the flat form)."""

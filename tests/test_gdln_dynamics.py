@@ -170,6 +170,39 @@ def test_bad_time_grids_and_sample_counts() -> None:
         gdln.integrate(net, X, {k: v[:-1] for k, v in Y.items()}, W, [1.0], gates)
 
 
+@pytest.mark.parametrize("sizes", [[10, 7, 3], [10, 7, 5, 3], [10, 7, 5, 4, 3]])
+@pytest.mark.parametrize("first_layer", ["run", "ungated"])
+def test_always_on_first_layer_units_factor_through_the_inputs(
+    sizes: list[int], first_layer: str
+) -> None:
+    """With fewer inputs than samples (10 < 40), the first-layer units active on every sample
+    (here units 2-4, or the whole ungated layer) run through the inputs: the same loss and
+    gradient as the edge-by-edge form, at every depth."""
+    rng = np.random.default_rng(9)
+    n_samples = 40
+    net = gdln.chain(sizes)
+    X, Y = rng.normal(size=(n_samples, 10)), rng.normal(size=(n_samples, sizes[-1]))
+    gates = {f"h{k}": (rng.random((n_samples, n)) < 0.6).astype(float)
+             for k, n in enumerate(sizes[1:-1], start=1)}  # fmt: skip
+    if first_layer == "run":
+        gates["h1"][:, 2:5] = 1.0
+        expected = (slice(2, 5), [slice(0, 2), slice(5, 7)])
+    else:
+        del gates["h1"]
+        expected = (slice(0, 7), [])
+    W = {e: 0.5 * rng.normal(size=net.weight_shape(e)) for e in net.edges}
+    problem = _Problem(net, X, Y, gates, gdln.SquaredError(), "layers")
+    assert problem.layout.dense and problem.factor == expected
+    plain = {**gates, "W1": np.ones(n_samples)}  # an edge gate: edge by edge, no factor
+    assert _Problem(net, X, Y, plain, gdln.SquaredError(), "layers").layout.dense is False
+    fast = gdln.loss_gradient(net, W, X, Y, gates)
+    slow = gdln.loss_gradient(net, W, X, Y, plain)
+    for e in net.edges:
+        np.testing.assert_allclose(fast[e], slow[e], rtol=1e-12, atol=1e-13)
+    theta = problem.pack(W)
+    assert problem.loss_at(theta) == pytest.approx(problem.loss_value(W), rel=1e-13)
+
+
 @pytest.mark.parametrize("n_samples", [6, 40])
 def test_dense_and_kernel_forms_are_the_edge_by_edge_flow(n_samples: int) -> None:
     """A chain runs as dense layers, with the input kernel W_1 = W_1(0) + Phi X when the

@@ -7,7 +7,7 @@ import pytest
 from scipy.integrate import solve_ivp
 
 from gdln.closed_form import mode_strength
-from gdln.rkc import rkc
+from gdln.rkc import HORNER_MAX_STAGES, _coefficients, _horner, rkc
 
 
 def test_stiff_linear_decay_matches_the_exponential() -> None:
@@ -46,3 +46,52 @@ def test_a_flat_flow_is_not_an_error() -> None:
     t = np.array([0.0, 1.0, 5.0])
     result = rkc(lambda y: c + 0.0 * y, t[-1], y0, t, rtol=1e-4, atol=1e-10, rho_every=1)
     np.testing.assert_allclose(result.y, y0[:, None] + np.outer(c, t), rtol=1e-12)
+
+
+def _recurrence_polynomial(s: int, z: np.ndarray) -> np.ndarray:
+    """R_s(z) of the three-term stage recurrence, stepped on dy/dt = lambda y with z = h lambda."""
+    mu, nu, mu_t, gamma_t, mu_t1 = _coefficients(s)
+    prev, cur = np.ones_like(z), 1.0 + mu_t1 * z
+    for j in range(2, s + 1):
+        prev, cur = (
+            cur,
+            (1 - mu[j] - nu[j]) + mu[j] * cur + nu[j] * prev + (mu_t[j] * cur + gamma_t[j]) * z,
+        )
+    return cur
+
+
+@pytest.mark.parametrize("s", range(2, HORNER_MAX_STAGES + 1))
+def test_horner_stages_have_the_recurrence_stability_polynomial(s: int) -> None:
+    """Y_j = y_n + alpha_j h F(Y_{j-1}) gives the same R_s(z) over the whole stability interval
+    as the damped three-term recurrence, and is second order (alpha_s = 1, alpha_{s-1} = 1/2)."""
+    alpha = _horner(s)
+    assert alpha[s] == pytest.approx(1.0, abs=1e-12)
+    assert alpha[s - 1] == pytest.approx(0.5, abs=1e-12)
+    z = np.linspace(-(s**2 - 1.0) / 1.54, 0.0, 201)  # the step's largest h rho
+    horner = np.ones_like(z)
+    for j in range(1, s + 1):
+        horner = 1.0 + alpha[j] * z * horner
+    recurrence = _recurrence_polynomial(s, z)
+    np.testing.assert_allclose(horner, recurrence, rtol=0, atol=1e-11)
+    assert np.max(np.abs(recurrence)) <= 1.0 + 1e-9  # inside the stability interval
+
+
+def test_horner_and_recurrence_steps_both_follow_the_closed_form(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The mode flow of the closed-form test, once with every step in the recurrence form
+    (HORNER_MAX_STAGES = 1) and once with the default: both within tolerance of the closed form
+    and of each other."""
+    s = np.array([3.0, 2.0, 1.0, 0.5, 0.25])
+    t = np.linspace(0.0, 30.0, 61)
+    exact = np.stack([mode_strength(t, si, 1e-6) for si in s])
+
+    def run() -> np.ndarray:
+        return rkc(lambda u: 2 * u * (s - u), t[-1], np.full(5, 1e-6), t, 1e-6, 1e-14).y
+
+    horner = run()
+    monkeypatch.setattr("gdln.rkc.HORNER_MAX_STAGES", 1)
+    recurrence = run()
+    for result in (horner, recurrence):
+        np.testing.assert_allclose(result, exact, rtol=1e-3, atol=1e-5)
+    np.testing.assert_allclose(horner, recurrence, rtol=1e-3, atol=1e-5)
