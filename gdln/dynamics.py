@@ -286,7 +286,9 @@ class _Problem:
 
     def _dense_forward(self, mats: list[Array]) -> list[Array]:
         """Activities of every layer, in the problem's work buffers (overwritten by the next
-        call: fresh arrays of this size would cost page faults at every evaluation)."""
+        call: fresh arrays of this size would cost page faults at every evaluation). With the
+        input factor (:meth:`_input_factor`) the first layer's always-on columns are not
+        computed: nothing reads them."""
         h = [self.x0]
         for k, W in enumerate(mats):
             a = self._h[k]
@@ -304,8 +306,9 @@ class _Problem:
         return h
 
     def _factored_forward(self, k: int, mats: list[Array], a: Array) -> None:
-        """Layer k + 1 < 3 with the always-on first-layer units factored through the inputs
-        (:meth:`_input_factor`); at k = 0 only the other units' columns of ``a`` are set."""
+        """Activities of hidden layer 1 (k = 0: only the columns of the units that are not
+        always on, gated) or pre-activations of layer 2 (k = 1), with the always-on
+        first-layer units factored through the inputs (:meth:`_input_factor`)."""
         on, off = self.factor
         W1 = mats[0]
         if k == 0:
