@@ -23,6 +23,7 @@ import linecache
 import operator
 import os
 import sys
+import threading
 import traceback
 import types
 from collections.abc import Callable
@@ -296,7 +297,27 @@ def _user_line(frame: types.FrameType | None) -> str | None:
 
 
 class _Tracer(fx.Tracer):
-    """torch.fx's tracer, recording each node's source line and refusing control flow on x."""
+    """torch.fx's tracer, recording each node's source line and refusing control flow on x.
+
+    While it traces, torch.fx patches ``nn.Module.__call__`` and ``__getattr__`` for the whole
+    process. A module that another thread calls meanwhile (a second cell of a threaded sweep,
+    training its own net) must run as it is: it is not part of the traced model, and torch.fx
+    would raise "module is not installed as a submodule". So calls from other threads pass
+    straight through."""
+
+    def trace(self, root: Any, concrete_args: Any = None) -> fx.Graph:
+        self._thread = threading.get_ident()
+        return super().trace(root, concrete_args)
+
+    def call_module(self, m: nn.Module, forward: Callable, args: Any, kwargs: Any) -> Any:
+        if threading.get_ident() != self._thread:
+            return forward(*args, **kwargs)
+        return super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict) -> Any:
+        if threading.get_ident() != self._thread:
+            return attr_val
+        return super().getattr(attr, attr_val, parameter_proxy_cache)
 
     def create_node(self, *args: Any, **kwargs: Any) -> fx.Node:
         node = super().create_node(*args, **kwargs)

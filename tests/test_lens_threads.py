@@ -1,0 +1,49 @@
+"""relu_lens traces a model while another thread runs torch modules (a threaded sweep)."""
+
+from __future__ import annotations
+
+import threading
+
+import torch
+
+from relu_lens import read_mlp
+from relu_lens.models import mlp
+
+
+def test_tracing_leaves_the_modules_of_other_threads_alone() -> None:
+    """torch.fx patches nn.Module.__call__ for the whole process while it traces. A net run
+    by another thread meanwhile (a second cell of a threaded sweep, training) must keep giving
+    its own outputs; before the lens let such calls through, a paper-preset sweep of the
+    contexts study failed with "module is not installed as a submodule"."""
+    torch.manual_seed(0)
+    busy = mlp(5, (16,), 3, dtype=torch.float64)
+    x = torch.randn(8, 5, dtype=torch.float64)
+    with torch.no_grad():
+        expected = busy(x)
+    errors: list[BaseException] = []
+    calls = [0]
+    stop = threading.Event()
+
+    def run_busy() -> None:
+        try:
+            while not stop.is_set():
+                with torch.no_grad():
+                    out = busy(x)
+                if not torch.equal(out, expected):
+                    raise AssertionError("the other thread's net changed its output")
+                calls[0] += 1
+        except BaseException as err:  # reported to the main thread below
+            errors.append(err)
+
+    worker = threading.Thread(target=run_busy)
+    worker.start()
+    try:
+        traced = mlp(5, (7, 6), 3, dtype=torch.float64)
+        X = torch.randn(11, 5, dtype=torch.float64).numpy()
+        for _ in range(40):
+            read_mlp(traced, X)
+    finally:
+        stop.set()
+        worker.join()
+    assert not errors, f"{type(errors[0]).__name__}: {errors[0]}"
+    assert calls[0] > 0
