@@ -8,6 +8,7 @@ loaders give them, and reshape them inside (``nn.Unflatten``).
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -22,21 +23,33 @@ def mlp(
     flatten: bool = False,
     dtype: torch.dtype = torch.float32,
     init_std: float | None = None,
+    generator: torch.Generator | None = None,
 ) -> nn.Sequential:
     """n_in -> widths... -> n_out with ReLU between layers (none after the last).
 
     Weights use PyTorch's default (Kaiming-uniform) init unless ``init_std`` is given, in which
-    case every weight is N(0, init_std^2) and biases start at zero.
+    case every weight is N(0, init_std^2) and biases start at zero. With a ``generator`` every
+    draw comes from it, in the order of the global generator's: ``mlp(...,
+    generator=torch.Generator().manual_seed(s))`` gives the weights of ``torch.manual_seed(s);
+    mlp(...)`` without touching the global generator, which threads running other cells of a
+    sweep share.
     """
     if n_in < 1 or n_out < 1 or any(w < 1 for w in widths):
         raise ValueError(f"layer sizes must be positive: {n_in}, {list(widths)}, {n_out}")
     sizes = [n_in, *widths, n_out]
     layers: list[nn.Module] = [nn.Flatten()] if flatten else []
     for i, (a, b) in enumerate(itertools.pairwise(sizes)):
-        layer = nn.Linear(a, b, bias=bias, dtype=dtype)
+        if generator is None:
+            layer = nn.Linear(a, b, bias=bias, dtype=dtype)
+        else:  # nn.Linear.reset_parameters, drawn from the generator
+            layer = nn.utils.skip_init(nn.Linear, a, b, bias=bias, dtype=dtype)
+            nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=generator)
+            if layer.bias is not None:
+                bound = 1.0 / math.sqrt(a)
+                nn.init.uniform_(layer.bias, -bound, bound, generator=generator)
         if init_std is not None:
             with torch.no_grad():
-                layer.weight.normal_(0.0, init_std)
+                layer.weight.normal_(0.0, init_std, generator=generator)
                 if layer.bias is not None:
                     layer.bias.zero_()
         layers.append(layer)

@@ -311,8 +311,11 @@ def _train_relu(
     from relu_lens.train import torch_threads, train
 
     with torch_threads(1):  # tiny matrices: one thread is several times faster
-        torch.manual_seed(seed)
-        model = mlp(X.shape[1], widths, Y.shape[1], bias=False, dtype=torch.float64, init_std=std)
+        # the cell's own generator: cells of a threaded sweep share the global one
+        model = mlp(
+            X.shape[1], widths, Y.shape[1], bias=False, dtype=torch.float64, init_std=std,
+            generator=torch.Generator().manual_seed(seed),
+        )  # fmt: skip
         x = torch.as_tensor(X)
 
         def measure(m: torch.nn.Module) -> dict[str, Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+import pytest
 import torch
 
 from relu_lens import read_mlp
@@ -47,3 +48,24 @@ def test_tracing_leaves_the_modules_of_other_threads_alone() -> None:
         worker.join()
     assert not errors, f"{type(errors[0]).__name__}: {errors[0]}"
     assert calls[0] > 0
+
+
+@pytest.mark.parametrize("init_std", [None, 0.01])
+@pytest.mark.parametrize("bias", [False, True])
+def test_a_seeded_mlp_needs_no_global_generator(init_std: float | None, bias: bool) -> None:
+    """mlp(..., generator=Generator().manual_seed(s)) draws the weights of torch.manual_seed(s);
+    mlp(...) and leaves the global generator alone, so that cells of a threaded sweep (which
+    share it) get their own seeds' nets whatever the other threads draw meanwhile."""
+    torch.manual_seed(5)
+    reference = mlp(7, (6, 5), 3, bias=bias, dtype=torch.float64, init_std=init_std)
+    torch.manual_seed(123)
+    state = torch.get_rng_state()
+    seeded = mlp(
+        7, (6, 5), 3, bias=bias, dtype=torch.float64, init_std=init_std,
+        generator=torch.Generator().manual_seed(5),
+    )  # fmt: skip
+    for a, b in zip(reference.parameters(), seeded.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(torch.get_rng_state(), state)
+    other = mlp(7, (6, 5), 3, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    assert not torch.equal(other[0].weight, seeded[0].weight)
