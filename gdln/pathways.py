@@ -204,22 +204,21 @@ def pathway_flow(
     ``with_weights`` is False)."""
     times = check_times(times, tau)
     system = _Pathways(network, X, Y, gates, initial)
-    states = np.empty((system.theta0.size, len(times)))  # the cut networks are small
+    states = np.empty((len(times), system.theta0.size))  # the cut networks are small
 
     def record(k: int, state: Array) -> None:
-        states[:, k] = state
+        states[k] = state
 
+    # tau dtheta/dt = F(theta) is the flow of dtheta/ds = F(theta) at s = t / tau
     with blas_threads(system.d.size * system.shape_a[1] * system.shape_b[0]):
-        nfev = solve_flow(
-            lambda th: system.rhs(th) / tau, system.theta0, times, record, solver, rtol, atol
-        )
+        nfev = solve_flow(system.rhs, system.theta0, times / tau, record, solver, rtol, atol)
     weights = None
     if with_weights:
-        per_time = [system.weights(states[:, k]) for k in range(len(times))]
+        per_time = [system.weights(state) for state in states]
         weights = {n: np.stack([w[n] for w in per_time]) for n in network.edges}
     return Trajectory(
         time=times,
-        loss=system.loss(states),
+        loss=system.loss(states.T),
         method="pathway_flow",
         tau=tau,
         weights=weights,

@@ -48,6 +48,20 @@ def test_pathway_flow_equals_integrate_from_a_random_start() -> None:
     assert fast.loss[-1] < 0.6 * fast.loss[0]  # it learns (random targets: not all)
 
 
+def test_pathway_flow_with_a_time_constant_follows_integrate() -> None:
+    """tau dW/dt = -dL/dW: the same flow on a clock stretched by tau."""
+    net, X, Y, gates = _parallel_task()
+    rng = np.random.default_rng(2)
+    W0 = {e: 0.3 * rng.normal(size=net.weight_shape(e)) for e in net.edges}
+    times, tau = np.linspace(0.0, 6.0, 5), 2.5
+    fast = gdln.pathway_flow(net, X, Y, W0, times, gates, tau=tau, rtol=RTOL, atol=1e-12)
+    ref = gdln.integrate(net, X, Y, W0, times, gates=gates, tau=tau, rtol=RTOL, atol=1e-12)
+    unit = gdln.pathway_flow(net, X, Y, W0, times / tau, gates, rtol=RTOL, atol=1e-12)
+    np.testing.assert_allclose(fast.loss, ref.loss, rtol=1e-8)
+    np.testing.assert_allclose(fast.loss, unit.loss, rtol=1e-8)
+    assert fast.loss[-1] < 0.9 * fast.loss[0]
+
+
 def test_cut_aligned_start_has_the_dynamics_of_the_full_network() -> None:
     """Cutting hidden nodes to the pathways' mode counts changes nothing for an aligned start:
     the full-width network started in the same modes (hidden basis padded by zeros) follows
