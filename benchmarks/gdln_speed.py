@@ -12,7 +12,8 @@ Three measurements, each in one run of this script:
    eta = 0.002 up to t = 10; the sympy derivation is cached after its first call (timed apart).
 3. The per-unit step: one gradient-descent step of the frozen-gate twin of a 784-256-256-10
    ReLU net (``gdln.ReLN.from_gates``) against one torch step of the net itself, on 1,000
-   inputs with the cross-entropy (the size of the MNIST studies), side by side.
+   inputs with the cross-entropy (the size of the MNIST studies), side by side, both in
+   float64; and the twin's step with float32 gradients, as ``weff_theory`` takes it.
 
 Each prediction is timed as the best of a few repeats; the ratios are GD time / prediction time.
 """
@@ -103,10 +104,10 @@ def per_unit_step(steps: int = 100) -> None:
         net = copy.deepcopy(model)
         train(net, x, y, steps=steps, lr=0.05, snapshot_steps=[0], progress=False)
 
-    def twin_steps() -> None:
+    def twin_steps(dtype: type[np.floating] = np.float64) -> None:
         gdln.gradient_descent(
             twin.network, X, Y, twin.initial, 0.05, steps, twin.gates,
-            loss=gdln.CrossEntropy(), record_steps=[0, steps],
+            loss=gdln.CrossEntropy(), record_steps=[0, steps], dtype=dtype,
         )  # fmt: skip
 
     print(f"3. one step, 784-256-256-10, 1,000 samples, cross-entropy, float64 ({steps} steps)")
@@ -114,10 +115,15 @@ def per_unit_step(steps: int = 100) -> None:
         with torch_threads(threads), threadpool_limits(threads, "blas"):
             t_relu = best_time(relu_steps, 2, warmup=True) / steps
             t_twin = best_time(twin_steps, 2, warmup=True) / steps
+            t_32 = best_time(lambda: twin_steps(np.float32), 2, warmup=True) / steps
         label = "default threads" if threads is None else "one thread"
         print(
             f"   {label:16s}: torch ReLU step {1e3 * t_relu:6.2f} ms, frozen-gate twin step "
             f"{1e3 * t_twin:6.2f} ms, ratio twin / ReLU = {t_twin / t_relu:.2f} (target <= 1)"
+        )
+        print(
+            f"   {'':16s}  twin step with float32 gradients (weff_theory's) {1e3 * t_32:6.2f} ms,"
+            f" ratio to the float64 ReLU step = {t_32 / t_relu:.2f}"
         )
 
 

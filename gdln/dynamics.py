@@ -34,7 +34,6 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Literal
 
 import numpy as np
-from scipy.linalg.blas import daxpy as axpy
 
 from gdln.correlations import gated_correlations, path_gradient
 from gdln.losses import Loss, SquaredError
@@ -42,7 +41,7 @@ from gdln.network import Array, Network, _as_column
 from gdln.ode import DivergenceError, check_solver, solve_flow
 from gdln.reduction import ModeBasis, project
 from gdln.schedule import GateSchedule
-from gdln.threads import blas_threads, vector_threads
+from gdln.threads import blas_threads
 from gdln.trajectory import Trajectory, check_times
 
 Gates = Mapping[str, Array]
@@ -72,6 +71,9 @@ class _Layout:
     Its pre-activations are X W_1^T = X W_1(0)^T + K Phi^T with K = X X^T, and -dL/dPhi^T =
     -delta_1 needs no product at all: the first layer costs P^2 n_1 multiply-adds per
     evaluation instead of 2 P d n_1, a saving when P < 2 d (used for P <= 1.5 d).
+
+    ``dtype``: the arithmetic of the dense form's products (float64, or float32 for gradient
+    descent); theta itself (``pack``, ``unpack``) is float64.
     """
 
     def __init__(
@@ -80,9 +82,11 @@ class _Layout:
         dense: bool,
         kernel_inputs: Array | None = None,
         reference: Mapping[str, Array] | None = None,
+        dtype: type[np.floating] = np.float64,
     ) -> None:
         self.net = network
         self.dense = dense
+        self.dtype = dtype
         self.blocks: dict[str, tuple[int, slice, slice]] = {}
         self.matrices: list[tuple[slice, tuple[int, int]]] = []
         self.kernel = dense and kernel_inputs is not None
@@ -116,8 +120,8 @@ class _Layout:
             for name, (k, rows, cols) in self.blocks.items():
                 if k == 0:
                     self.W1_ref[rows, cols] = reference[name]
-            self.K = self.x0 @ self.x0.T
-            self.A0 = self.x0 @ self.W1_ref.T
+            self.K = (self.x0 @ self.x0.T).astype(dtype, copy=False)
+            self.A0 = (self.x0 @ self.W1_ref.T).astype(dtype, copy=False)
 
     def _offsets(self, layer: tuple[str, ...]) -> dict[str, slice]:
         out, start = {}, 0
@@ -154,19 +158,25 @@ class _Layout:
         gate_names: set[str],
         form: str,
         reference: Mapping[str, Array],
+        dtype: type[np.floating] = np.float64,
     ) -> _Layout:
         """The fastest exact layout: dense if the network is complete layered (layers form, no
         edge gates), with the input kernel if moreover the inputs are ungated and few."""
         dense = _can_be_dense(network, gate_names, form)
+        if dtype is not np.float64 and not dense:
+            raise ValueError(
+                f"dtype {np.dtype(dtype).name} needs the dense layer form (a complete layered "
+                "network, form='layers', no edge gates); this network runs in float64 only"
+            )
         if not dense or gate_names & set(network.inputs):
-            return cls(network, dense)
+            return cls(network, dense, dtype=dtype)
         layers = network.layers
         assert layers is not None
         x0 = np.concatenate([x[u] for u in layers[0]], axis=1)
         n_samples, d = x0.shape
         if n_samples <= min(1.5 * d, MAX_KERNEL_SAMPLES):
-            return cls(network, dense, x0, reference)
-        return cls(network, dense)
+            return cls(network, dense, x0, reference, dtype)
+        return cls(network, dense, dtype=dtype)
 
 
 #: the input kernel K = X X^T is (P, P): not for more samples than this
@@ -215,7 +225,9 @@ class _Problem:
         the whole layer is ungated)."""
         net, layers = self.net, self.net.layers
         assert layers is not None
-        self.x0 = np.concatenate([self.x[u] for u in layers[0]], axis=1)
+        dtype = self.layout.dtype
+        self.x0 = np.concatenate([self.x[u] for u in layers[0]], axis=1).astype(dtype, copy=False)
+        self.y = {v: y.astype(dtype, copy=False) for v, y in self.y.items()}
         self.gate: list[Array | None] = []
         for layer in layers:
             if not any(v in self.g for v in layer):
@@ -230,19 +242,19 @@ class _Problem:
                 ],
                 axis=1,
             )
-            self.gate.append(g)
+            self.gate.append(g.astype(dtype, copy=False))
         if self.gate[0] is not None:
             self.x0 = self.x0 * self.gate[0]
         self.out_slices = self.layout.offsets[-1]
         widths = self.layout.widths[1:]
-        self._h = [np.empty((self.n_samples, w)) for w in widths]
-        self._delta = [np.empty((self.n_samples, w)) for w in widths]
+        self._h = [np.empty((self.n_samples, w), dtype=dtype) for w in widths]
+        self._delta = [np.empty((self.n_samples, w), dtype=dtype) for w in widths]
         self.factor = self._input_factor()
         if self.factor is not None:
             n_on = self.factor[0].stop - self.factor[0].start
             d = self.x0.shape[1]
-            self._M = np.empty((d, widths[1]))  # (W_2[:, on] W_1[on])^T
-            self._dW1_on = np.empty((d, n_on))
+            self._M = np.empty((d, widths[1]), dtype=dtype)  # (W_2[:, on] W_1[on])^T
+            self._dW1_on = np.empty((d, n_on), dtype=dtype)
 
     def _input_factor(self) -> tuple[slice, list[slice]] | None:
         """The longest run of first-layer units that are active on every sample ("on"), and
@@ -444,6 +456,7 @@ class _Gating:
         loss: Loss,
         form: Literal["layers", "paths"],
         initial: Mapping[str, Array],
+        dtype: type[np.floating] = np.float64,
     ) -> None:
         if gates is not None and schedule is not None:
             raise ValueError("give constant gates or a gate schedule, not both")
@@ -453,7 +466,7 @@ class _Gating:
         names = set().union(*(set(g) for g in self.schedule.gates))
         self.initial = network.check_weights(initial)
         x = network.check_inputs(X)
-        self.layout = _Layout.choose(network, x, names, form, self.initial)
+        self.layout = _Layout.choose(network, x, names, form, self.initial, dtype)
         self._problems: dict[int, _Problem] = {}
         self.problem(0)  # checks the arguments before any long work
 
@@ -496,11 +509,15 @@ class _Records:
             [None] * len(times) if keep_weights else None
         )
 
-    def __call__(self, k: int, theta: Array, problem: _Problem) -> None:
+    def __call__(
+        self, k: int, theta: Array, problem: _Problem, master: Array | None = None
+    ) -> None:
+        """Record state theta (in the problem's dtype); weights from ``master``, its float64
+        copy, if given."""
         self.loss[k] = problem.loss_at(theta)
         if self.weights is None and self.callback is None:
             return
-        W = self.layout.unpack(theta)
+        W = self.layout.unpack(theta if master is None else master)
         if self.weights is not None:
             self.weights[k] = W
         if self.callback is not None:
@@ -710,13 +727,23 @@ def gradient_descent(
     callback: Callback | None = None,
     with_weights: bool = True,
     record_steps: Sequence[int] | None = None,
+    dtype: type[np.floating] = np.float64,
 ) -> Trajectory:
     """Full-batch gradient descent W <- W - (eta / tau) dL/dW, recorded every ``record_every``
     steps (or at the increasing steps ``record_steps``, within 0 .. n_steps) at t = k eta: the
     Euler discretisation of ``integrate``'s flow. With a ``schedule`` step k uses the gates in
-    force at t = k eta; ``callback`` and ``with_weights`` as in :func:`integrate`."""
+    force at t = k eta; ``callback`` and ``with_weights`` as in :func:`integrate`.
+
+    ``dtype=np.float32`` computes the gradient in single precision (the dense layer form only:
+    a complete layered network without edge gates) and adds it to float64 weights: its matrix
+    products cost about half those of float64, the recorded weights are float64 (exact at step
+    0), and the recorded losses carry float32 rounding (relative ~1e-7). The rounding of the
+    gradients accumulates over the steps; check it against a float64 run where the answer
+    matters."""
     if not (eta > 0 and np.isfinite(eta)) or n_steps < 0 or record_every < 1:
         raise ValueError("need a finite eta > 0, n_steps >= 0 and record_every >= 1")
+    if dtype not in (np.float64, np.float32):
+        raise ValueError(f"dtype must be np.float64 or np.float32, got {dtype!r}")
     if record_steps is None:
         steps = np.arange(0, n_steps + 1, record_every)
     else:
@@ -725,10 +752,11 @@ def gradient_descent(
             raise ValueError(f"record_steps must lie in 0 .. n_steps = {n_steps}")
         if np.any(np.diff(steps) <= 0):
             raise ValueError("record_steps must increase strictly")
-    gating = _Gating(network, X, Y, gates, schedule, loss or SquaredError(), form, initial)
+    gating = _Gating(network, X, Y, gates, schedule, loss or SquaredError(), form, initial, dtype)
     times = eta * steps.astype(np.float64)
     records = _Records(times, gating.layout, callback, with_weights)
-    theta = gating.layout.pack(network.check_weights(initial))
+    master = gating.layout.pack(network.check_weights(initial))  # float64
+    theta = master if dtype is np.float64 else master.astype(dtype)
     step_size = eta / tau
     record = 0
     step: Array | None = None
@@ -737,16 +765,18 @@ def gradient_descent(
             problem = gating.problem(gating.schedule.piece_at(k * eta))
             with np.errstate(over="ignore", invalid="ignore"):
                 if record < len(steps) and k == steps[record]:
-                    records(record, theta, problem)
+                    records(record, theta, problem, master)
                     record += 1
                 if k == steps[-1]:
                     break
                 try:  # the dense form checks its outputs, which NaN or inf in theta reach
                     step = problem.rhs(theta, out=step)
-                    with vector_threads(theta.size):
-                        axpy(step, theta, a=step_size)  # theta += step_size * step
-                        if not (gating.layout.dense or np.isfinite(theta.sum())):
-                            raise DivergenceError("NaN or inf in the weights")
+                    step *= step_size  # numpy's loops: no BLAS threads to wake or limit
+                    master += step
+                    if theta is not master:
+                        theta[...] = master
+                    if not (gating.layout.dense or np.isfinite(theta.sum())):
+                        raise DivergenceError("NaN or inf in the weights")
                 except DivergenceError as err:
                     raise DivergenceError(
                         f"gradient descent diverged (NaN/inf) by step {k + 1} with eta = {eta}; "
@@ -754,5 +784,5 @@ def gradient_descent(
                     ) from err
     if not np.isfinite(theta.sum()):
         raise DivergenceError(f"gradient descent diverged (NaN/inf) with eta = {eta}")
-    attrs = {"eta": eta, "form": form, "loss": gating.loss.name}
+    attrs = {"eta": eta, "form": form, "loss": gating.loss.name, "dtype": np.dtype(dtype).name}
     return _trajectory(network, times, records, "gradient_descent", tau, modes, attrs)

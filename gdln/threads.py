@@ -11,7 +11,8 @@ setting alone otherwise (a 784-256-256-10 net on 1,000 MNIST samples keeps its t
 Vector operations (BLAS level 1: axpy, norms) gain little from threads, and a threaded one can
 stall when other threads spin nearby: right after torch trained a net with two threads, a
 gradient-descent step of its twin that used a two-thread daxpy took 32 ms instead of 10 ms.
-:func:`one_blas_thread` runs such a block on one thread (a few microseconds to enter).
+:func:`one_blas_thread` runs such a block on one thread (a few microseconds to enter);
+``gdln.gradient_descent`` avoids BLAS for its update altogether (numpy's own loops).
 """
 
 from __future__ import annotations

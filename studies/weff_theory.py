@@ -50,6 +50,10 @@ class Config:
     ``theory``: "gd" (the twin takes the ReLU net's own gradient-descent steps) or "flow" (its
     exact gradient flow, RKC at relative tolerance ``flow_rtol``); ``check_step`` re-runs the
     ReLU net at half the step, which measures how far the steps are from the flow.
+    ``twin_dtype``: the arithmetic of the twin's gradients with ``theory="gd"`` ("float32":
+    about 1.6 times faster, float64 weights; the flow is always float64). On the paper preset
+    float32 moved ``weff_rel_error`` by at most 7e-7 and ``loss_theory`` by at most 8e-6
+    (relative) from float64, where halving the step moves the measured W_eff by 1-8e-2.
     """
 
     widths: tuple[int, ...] = (256, 256)
@@ -60,6 +64,7 @@ class Config:
     n_snapshots: int = 16
     n_k: int = 5
     theory: str = "gd"
+    twin_dtype: str = "float32"
     flow_rtol: float = 1e-4
     check_step: bool = True
     tsne_k_index: int = 1
@@ -77,6 +82,8 @@ class Config:
         )
         if self.theory not in ("gd", "flow"):
             raise ValueError(f"theory must be 'gd' or 'flow', got {self.theory!r}")
+        if self.twin_dtype not in ("float32", "float64"):
+            raise ValueError(f"twin_dtype must be 'float32' or 'float64', got {self.twin_dtype!r}")
         if self.n_snapshots < 2:
             raise ValueError("n_snapshots must be >= 2 (init and end)")
 
@@ -169,7 +176,8 @@ def theory_run(
 ) -> tuple[gdln.ReLN, list[dict[str, np.ndarray]]]:
     """The frozen-gate twin of snapshot k (``gdln.ReLN.from_gates``) and its weights at every
     snapshot from k on: the same gradient-descent steps as the ReLU net (``theory="gd"``) or
-    the exact flow (``theory="flow"``, RKC), both with the mean cross-entropy."""
+    the exact flow (``theory="flow"``, RKC), both with the mean cross-entropy; the steps'
+    gradients in ``config.twin_dtype``."""
     twin = gdln.ReLN.from_gates(run.weights[k], run.gates_train[k])
     steps = np.array(run.steps[k:]) - run.steps[k]
     loss = gdln.CrossEntropy()
@@ -181,7 +189,7 @@ def theory_run(
     else:
         traj = gdln.gradient_descent(
             twin.network, X, Y, twin.initial, config.lr, int(steps[-1]), twin.gates, loss=loss,
-            record_steps=steps,
+            record_steps=steps, dtype=np.dtype(config.twin_dtype).type,
         )  # fmt: skip
     return twin, [traj.weights_at(j) for j in range(len(steps))]
 
@@ -352,6 +360,7 @@ def run(config: Config) -> xr.Dataset:
             "architecture": "-".join(map(str, [Xtr.shape[1], *config.widths, N_CLASSES])),
             "loss_function": "mean cross-entropy on both sides; clock t = step * lr",
             "theory": config.theory,
+            "twin_dtype": config.twin_dtype if config.theory == "gd" else "float64",
             "tsne_k": int(snaps[tsne_k]),
         },
     )
