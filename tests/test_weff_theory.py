@@ -102,3 +102,21 @@ def test_flow_theory_starts_at_the_measurement_and_stays_near_the_steps(small_ru
         assert ds.weff_rel_error[i, j] < 1e-12
     gap = np.abs(ds.weff_rel_error - small_run.weff_rel_error).max()
     assert 0 < float(gap) < 0.05
+
+
+def test_float32_twin_steps_change_nothing_the_study_reports(small_run):
+    """The default float32 twin gradients against float64 on the same run: the predictions
+    agree far below the step-halving change; an unknown dtype is refused."""
+    assert small_run.attrs["twin_dtype"] == "float32"
+    config = dataclasses.replace(
+        wt.PRESETS["quick"], widths=(32, 32), n_train=200, n_test=100, steps=120,
+        n_snapshots=6, n_k=3, twin_dtype="float64",
+    )  # fmt: skip
+    ds = wt.run(config)
+    assert ds.attrs["twin_dtype"] == "float64"
+    np.testing.assert_array_equal(ds.loss_relu, small_run.loss_relu)
+    gap = float(np.abs(ds.weff_rel_error - small_run.weff_rel_error).max())
+    assert 0 < gap < 1e-4 < float(small_run.step_halving_weff_change[1:].min())
+    np.testing.assert_allclose(ds.loss_theory, small_run.loss_theory, rtol=1e-5)
+    with pytest.raises(ValueError, match="twin_dtype"):
+        dataclasses.replace(config, twin_dtype="float16")
