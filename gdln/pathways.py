@@ -165,10 +165,10 @@ class _Pathways:
         return np.concatenate([dA.ravel(), dB.ravel()])
 
     def loss(self, states: Array) -> Array:
-        """The mean loss (module docstring) for states of shape (n_params, time)."""
+        """The mean loss (module docstring) for states of shape (time, n_params)."""
         n_a = self.shape_a[0] * self.shape_a[1]
-        A = states[:n_a].T.reshape(-1, *self.shape_a)  # (time, H, n_x)
-        B = states[n_a:].T.reshape(-1, *self.shape_b)  # (time, n_y, H)
+        A = states[:, :n_a].reshape(-1, *self.shape_a)  # (time, H, n_x)
+        B = states[:, n_a:].reshape(-1, *self.shape_b)  # (time, n_y, H)
         F = B @ ((A @ self.tile.T) * self.D)  # (time, n_y, pattern * n_x)
         quad = np.sum((F @ self.sigma_x) * F, axis=(1, 2))
         return 0.5 * self.sigma_yy - np.sum(F * self.sigma_yx, axis=(1, 2)) + 0.5 * quad
@@ -218,7 +218,7 @@ def pathway_flow(
         weights = {n: np.stack([w[n] for w in per_time]) for n in network.edges}
     return Trajectory(
         time=times,
-        loss=system.loss(states.T),
+        loss=system.loss(states),
         method="pathway_flow",
         tau=tau,
         weights=weights,
