@@ -1,4 +1,4 @@
-"""Self-consistent gates: a grouped twin whose node gates follow its own pre-activations.
+"""Self-consistent gates: a twin whose gates follow its own pre-activations, per cell.
 
 A grouped ReLN (:mod:`gdln.twin`) takes its gates from the trained ReLU net: node v is on in the
 cells of its group's set from t = 0. Here the grouping still comes from the trained net (which
@@ -26,6 +26,19 @@ part from there. Measured on the depth-2 twin of the context task (C = 3, seed 0
 RKC at rtol 1e-4 and at 1e-6 moved the loss curve by 7-9% (relative L2) from the converged
 flow, while RK45 at rtol 1e-6, atol 1e-8 x init std is within 1e-5 of RK45 at rtol 1e-10
 (the defaults below are of that accuracy; 21 s against 8 s for RKC at 1e-4).
+
+**Per-unit gates.** The same rule applies to a per-unit twin (``ReLN.from_gates`` without a
+partition: one node per layer, a gate per unit). Each unit is then on for every sample of cell
+c while its own pre-activation, summed over the samples of c, is positive,
+
+    g_{v,u}(x, t) = 1[ sum_{x' in cell(x)} a_{v,u}(x', t) > 0 ],
+
+a ReLU network whose units are gated per cell instead of per sample. Nothing is read from the
+trained net: built from the initial weights and their gates, the twin's groups and switch times
+both come out of its own dynamics, unit by unit. On the context task at two hidden layers
+(paper settings, mean of 3 seeds) it follows the ReLU net's loss to a relative L2 of 0.087 /
+0.106 / 0.090 / 0.102 at C = 2 / 3 / 4 / 5, against 0.097 / 0.103 / 0.114 / 0.126 for the
+staged twin (:mod:`gdln.staging`).
 """
 
 from __future__ import annotations
@@ -44,12 +57,10 @@ from gdln.twin import ReLN
 def sign_gates(
     twin: ReLN, weights: Mapping[str, Array], X: Array, partition: Array
 ) -> dict[str, Array]:
-    """{hidden node: (sample,) 0/1}: g_v(x) = 1[group pre-activation of v on cell(x) > 0]
-    (module docstring), read layer by layer from the input at the weights given."""
-    if twin.groups is None:
-        raise ValueError(
-            "self-consistent gates need a grouped twin (ReLN.from_gates with a partition)"
-        )
+    """{hidden node: 0/1 gates} read layer by layer from the input at the weights given
+    (module docstring): for a grouped twin (sample,), g_v(x) = 1[group pre-activation of v on
+    cell(x) > 0]; for a per-unit twin (sample, unit), each unit's own summed pre-activation."""
+    per_unit = twin.groups is None
     partition = np.asarray(partition)
     n = check_partition(partition, X.shape[0])
     onehot = np.eye(n)[partition]  # (sample, cell)
@@ -59,9 +70,14 @@ def sign_gates(
     for nodes in twin.layer_nodes:
         for v in nodes:
             a = sum(h[e.source] @ weights[e.name].T for e in net.incoming(v))
-            per_cell = onehot.T @ a.sum(axis=1)  # (cell,): summed over samples and units
-            gates[v] = (per_cell[partition] > 0).astype(np.float64)
-            h[v] = gates[v][:, None] * a  # the layer above reads only this layer's h
+            if per_unit:
+                per_cell = onehot.T @ a  # (cell, unit): summed over the samples of each cell
+                gates[v] = (per_cell[partition] > 0).astype(np.float64)
+                h[v] = gates[v] * a
+            else:
+                per_cell = onehot.T @ a.sum(axis=1)  # (cell,): summed over samples and units
+                gates[v] = (per_cell[partition] > 0).astype(np.float64)
+                h[v] = gates[v][:, None] * a  # the layer above reads only this layer's h
     return gates
 
 
@@ -72,9 +88,10 @@ class SelfConsistentFlow:
     Attributes:
         time: (time,) the record (and check) times.
         loss: (time,) mean loss.
-        n_switches: (time,) number of (node, cell) gates that changed at each check (0 at the
-            first record).
-        gates: {hidden node: (time, cell)} 0/1, each node's gate on each cell over time.
+        n_switches: (time,) number of (node, cell) gates, or (unit, cell) gates of a per-unit
+            twin, that changed at each check (0 at the first record).
+        gates: {hidden node: (time, cell)} 0/1, each node's gate on each cell over time
+            ((time, cell, unit) for a per-unit twin).
     """
 
     time: Array
@@ -114,6 +131,8 @@ def self_consistent_flow(
         with_weights=False, gate_rule=rule,
     )  # fmt: skip
     history = {v: np.stack([g[v][first] for g in read]) for v in read[0]}
-    changes = sum(np.abs(np.diff(h, axis=0)).sum(axis=1) for h in history.values())
+    changes = sum(
+        np.abs(np.diff(h, axis=0)).reshape(len(read) - 1, -1).sum(axis=1) for h in history.values()
+    )
     switches = np.concatenate([[0], changes]).astype(int)
     return SelfConsistentFlow(times, run.loss, switches, history)

@@ -49,6 +49,9 @@ Theory variants:
   so the switch times come out of the twin's dynamics. Its gates jump with the signs, so it runs
   on RK45 at ``rtol_self_consistent`` (atol 1e-8 x init std): at the RKC tolerance of the
   other variants its switches are not converged.
+- ``self_consistent_units``: the same rule per unit, on the ReLU net's own units from its
+  initial weights (nothing read from the trained net): each unit is on in a context while its
+  own pre-activation summed over that context is positive. Same solver settings.
 - ``scheduled`` (depths in ``schedule_depths``): the same ReLN with node gates read from the
   ReLU snapshots over time (``ReLN.gates_from``: the fraction of node v's units active on x at
   snapshot k, held from t_k until the next snapshot; ``gdln.GateSchedule``).
@@ -480,6 +483,15 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
         twin, X, Y, task.context, times, rtol=cfg["rtol_self_consistent"], atol=1e-8 * std
     )
     seconds_self_consistent = _time.perf_counter() - start
+    # per-unit self-consistent gates: the ReLU net's own units from its initial weights, each on
+    # in a context while its own summed pre-activation there is positive (nothing read from the
+    # trained net)
+    units = gdln.ReLN.from_gates(snaps[0]["weights"], snaps[0]["gates"], initial=init)
+    start = _time.perf_counter()
+    self_consistent_units = self_consistent_flow(
+        units, X, Y, task.context, times, rtol=cfg["rtol_self_consistent"], atol=1e-8 * std
+    )
+    seconds_self_consistent_units = _time.perf_counter() - start
     # node gates read from the ReLU snapshots over time
     loss_sched = np.full(T, np.nan)
     if depth in cfg["schedule_depths"]:
@@ -606,6 +618,33 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
             ),
             "seconds_self_consistent": _var(
                 seconds_self_consistent, (), "wall time of the self-consistent ReLN", "s"
+            ),
+            "loss_self_consistent_units": _var(
+                self_consistent_units.loss,
+                ("time",),
+                "mean loss of the ReLU net's units from its initial weights, each on in a "
+                "context while its own summed pre-activation there is positive",
+            ),
+            "rel_l2_loss_self_consistent_units": _var(
+                rel_l2(self_consistent_units.loss, loss_relu),
+                (),
+                "relative L2 error of the loss curve, per-unit self-consistent twin vs ReLU",
+            ),
+            "rel_l2_log_loss_self_consistent_units": _var(
+                rel_l2_log(self_consistent_units.loss, loss_relu),
+                (),
+                "relative L2 error of log10 loss, per-unit self-consistent twin vs ReLU",
+            ),
+            "self_consistent_units_switches": _var(
+                self_consistent_units.n_switches.sum(),
+                (),
+                "number of (unit, context) gate changes of the per-unit self-consistent twin",
+            ),
+            "seconds_self_consistent_units": _var(
+                seconds_self_consistent_units,
+                (),
+                "wall time of the per-unit self-consistent twin",
+                "s",
             ),
             "context_mean_plateau": _var(
                 staged.plateau,
@@ -819,6 +858,8 @@ def summary(ds: xr.Dataset) -> dict[str, float | str]:
                 "rel_l2_log_loss_staged",
                 "rel_l2_loss_self_consistent",
                 "rel_l2_log_loss_self_consistent",
+                "rel_l2_loss_self_consistent_units",
+                "rel_l2_log_loss_self_consistent_units",
                 "rel_l2_log_loss_aligned",
                 "rel_l2_loss_scheduled",
                 "rel_l2_log_loss_scheduled",
@@ -869,6 +910,7 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                 for name, color, ls, label in (
                     ("loss_staged", "C4", "-", "ReLN (staged)"),
                     ("loss_self_consistent", "C5", "-", "ReLN (self-consistent gates)"),
+                    ("loss_self_consistent_units", "C6", "-", "units, self-consistent gates"),
                     ("loss_aligned", "C2", ":", "ReLN (aligned start)"),
                     ("loss_scheduled", "C3", "-.", "ReLN (gates over time)"),
                 ):
@@ -899,6 +941,7 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
             for name, short in (
                 ("rel_l2_loss_staged", "staged"),
                 ("rel_l2_loss_self_consistent", "self-cons."),
+                ("rel_l2_loss_self_consistent_units", "units"),
                 ("rel_l2_loss_aligned", "aligned"),
             ):
                 values = cell.get(name, xr.DataArray(np.nan)).values

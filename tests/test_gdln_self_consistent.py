@@ -16,16 +16,23 @@ def context_twin(sets: list[int], sign: float = 1.0, scale: float = 0.05) -> tup
     """A one-hidden-layer twin of 3 contexts whose unit u is on exactly in the contexts of the
     bitmask sets[u] (pre-activation 0.5 + 2 in them, 0.5 - 2 elsewhere), started from
     sign * scale * W_1 and small random output weights."""
-    task = context_task(3)
-    W1 = np.zeros((len(sets), 11))
-    W1[:, :8] = 0.5
-    W1[:, 8:] = np.where(np.array(sets)[:, None] >> np.arange(3) & 1, 2.0, -2.0)
-    W2 = scale * np.random.default_rng(0).standard_normal((task.Y.shape[1], len(sets)))
+    task, W1, W2 = context_weights(sets, scale)
     D = [(task.X @ W1.T > 0).astype(float)]
     twin = gdln.ReLN.from_gates(
         [W1, W2], D, task.context, X=task.X, initial=[sign * scale * W1, W2]
     )
     return twin, task
+
+
+def context_weights(sets: list[int], scale: float) -> tuple:
+    """The task of 3 contexts, input weights whose unit u has pre-activation 0.5 + 2 in the
+    contexts of the bitmask sets[u] and 0.5 - 2 elsewhere, and small random output weights."""
+    task = context_task(3)
+    W1 = np.zeros((len(sets), 11))
+    W1[:, :8] = 0.5
+    W1[:, 8:] = np.where(np.array(sets)[:, None] >> np.arange(3) & 1, 2.0, -2.0)
+    W2 = scale * np.random.default_rng(0).standard_normal((task.Y.shape[1], len(sets)))
+    return task, W1, W2
 
 
 def test_sign_gates_of_a_hand_built_twin() -> None:
@@ -82,11 +89,66 @@ def test_switches_change_the_flow_and_are_counted() -> None:
         np.testing.assert_allclose(run.loss, frozen.loss, rtol=1e-7)
 
 
-def test_needs_a_grouped_twin_and_times_from_zero() -> None:
+def unit_twin(sets: list[int], sign: float = 1.0, scale: float = 0.3) -> tuple:
+    """The per-unit twin (one node, a gate per unit, in the order of ``sets``) started from
+    sign * scale * W_1 of :func:`context_weights`."""
+    task, W1, W2 = context_weights(sets, scale)
+    W1 = sign * scale * W1
+    D = [(task.X @ W1.T > 0).astype(float)]
+    return gdln.ReLN.from_gates([W1, W2], D), task
+
+
+def test_per_unit_sign_gates_are_each_units_own() -> None:
+    """Per-unit twin: unit u's summed pre-activation on context c is 8 (0.5 * 0.3 +- 2 * 0.3)
+    per sample, positive exactly in the contexts of its set; so each unit's gate is 1 in the
+    contexts of its own set, and negating the input weights gives the complement."""
+    sets = [0b111, 0b011, 0b110, 0b100]
+    units, task = unit_twin(sets)
+    (v,) = units.gates
+    gates = sign_gates(units, units.initial, task.X, task.context)[v]
+    assert gates.shape == (24, len(sets))
+    expected = (np.array(sets)[None, :] >> task.context[:, None] & 1).astype(float)
+    np.testing.assert_array_equal(gates, expected)
+    flipped, _ = unit_twin(sets, sign=-1.0)
+    np.testing.assert_array_equal(
+        sign_gates(flipped, flipped.initial, task.X, task.context)[v], 1.0 - expected
+    )
+
+
+def test_per_unit_flow_without_switches_is_the_fixed_gate_flow() -> None:
+    """Units whose per-context signs never change (pre-activations 0.3 * (0.5 +- 2) per
+    sample) keep them over a short run keep their gates, so the per-unit self-consistent
+    flow is exactly the flow with those gates frozen; the count of switches is zero and the
+    gate history has one (cell, unit) entry per time."""
+    units, task = unit_twin([0b111, 0b011, 0b110, 0b101])
+    times = np.linspace(0.0, 0.5, 11)
+    run = self_consistent_flow(units, task.X, task.Y, task.context, times, **FLOW)
+    start = sign_gates(units, units.initial, task.X, task.context)
+    fixed = gdln.integrate(units.network, task.X, task.Y, units.initial, times, start, **FLOW)
+    assert run.n_switches.sum() == 0
+    (history,) = run.gates.values()
+    assert history.shape == (11, 3, 4)
+    np.testing.assert_allclose(run.loss, fixed.loss, rtol=1e-9)
+    assert fixed.loss[-1] < 0.99 * fixed.loss[0]  # it learns
+
+
+def test_per_unit_switches_change_the_flow_and_are_counted() -> None:
+    """Started from the complement of the context sets, units learn in the contexts they are
+    on in; every (unit, context) change is counted, and the flow differs from the frozen one."""
+    units, task = unit_twin([0b111, 0b011, 0b110, 0b101], sign=-1.0)
+    times = np.linspace(0.0, 40.0, 81)
+    run = self_consistent_flow(units, task.X, task.Y, task.context, times, **FLOW)
+    (history,) = run.gates.values()
+    np.testing.assert_array_equal(
+        run.n_switches[1:], np.abs(np.diff(history, axis=0)).sum(axis=(1, 2))
+    )
+    start = sign_gates(units, units.initial, task.X, task.context)
+    frozen = gdln.integrate(units.network, task.X, task.Y, units.initial, times, start, **FLOW)
+    assert run.n_switches.sum() > 0
+    assert np.max(np.abs(run.loss - frozen.loss)) > 1e-6 * frozen.loss[0]
+
+
+def test_needs_times_from_zero() -> None:
     twin, task = context_twin([0b111, 0b011])
-    W1, W2 = twin.initial["in_h1_0"], twin.initial["out_h1_0"]
-    per_unit = gdln.ReLN.from_gates([W1, W2], [np.ones((24, W1.shape[0]))], X=None)
-    with pytest.raises(ValueError, match="need a grouped twin"):
-        sign_gates(per_unit, per_unit.initial, task.X, task.context)
     with pytest.raises(ValueError, match="increasing from 0"):
         self_consistent_flow(twin, task.X, task.Y, task.context, [1.0, 2.0])
