@@ -230,6 +230,21 @@ def rel_l2_log(a: Array, b: Array, floor: float = 1e-6) -> float:
     return rel_l2(np.log10(a[ok]), np.log10(b[ok])) if ok.any() else np.nan
 
 
+def _variant_vars(name: str, loss: Array, loss_relu: Array, what: str, short: str) -> dict:
+    """Dataset variables of one theory variant: its mean loss ``loss_<name>`` (long name
+    ``what``) and the relative L2 errors of its loss and log10 loss against the ReLU net's
+    (``rel_l2_loss_<name>``, ``rel_l2_log_loss_<name>``; ``short`` names it there)."""
+    return {
+        f"loss_{name}": _var(loss, ("time",), what),
+        f"rel_l2_loss_{name}": _var(
+            rel_l2(loss, loss_relu), (), f"relative L2 error of the loss curve, {short} vs ReLU"
+        ),
+        f"rel_l2_log_loss_{name}": _var(
+            rel_l2_log(loss, loss_relu), (), f"relative L2 error of log10 loss, {short} vs ReLU"
+        ),
+    }
+
+
 def linear_cka(H1: Array, H2: Array) -> float:
     """Linear centred kernel alignment of two representations (sample, features):
     <K1c, K2c>_F / (||K1c|| ||K2c||), K = H H^T, Kc its double-centred form (Kornblith 2019)."""
@@ -536,11 +551,6 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
             "loss_theory": _var(loss_int, ("time",), "ReLN mean loss (best variant: integrate)"),
             "loss_integrate": _var(loss_int, ("time",), "ReLN mean loss, exact flow (integrate)"),
             "loss_reduced": _var(loss_red, ("time",), "ReLN mean loss, neural-race reduction"),
-            "loss_aligned": _var(
-                loss_aligned,
-                ("time",),
-                "ReLN mean loss, exact flow from the aligned start (depth 1; NaN at depth 2)",
-            ),
             "loss_settled": _var(
                 loss_settled,
                 ("settle", "time"),
@@ -564,52 +574,33 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 (),
                 "relative L2 error of log10 loss, ReLN (integrate) vs ReLU",
             ),
-            "rel_l2_loss_aligned": _var(
-                rel_l2(loss_aligned, loss_relu),
-                (),
-                "relative L2 error of the loss curve, aligned-start ReLN vs ReLU",
+            **_variant_vars(
+                "aligned",
+                loss_aligned,
+                loss_relu,
+                "ReLN mean loss, exact flow from the aligned start (depth 1; NaN at depth 2)",
+                "aligned-start ReLN",
             ),
-            "rel_l2_log_loss_aligned": _var(
-                rel_l2_log(loss_aligned, loss_relu),
-                (),
-                "relative L2 error of log10 loss, aligned-start ReLN vs ReLU",
-            ),
-            "loss_staged": _var(
+            **_variant_vars(
+                "staged",
                 loss_staged,
-                ("time",),
+                loss_relu,
                 "ReLN mean loss, staged: a linear phase of the all-context groups until the "
                 "context-mean plateau, then the final gates",
-            ),
-            "rel_l2_loss_staged": _var(
-                rel_l2(loss_staged, loss_relu),
-                (),
-                "relative L2 error of the loss curve, staged ReLN vs ReLU",
-            ),
-            "rel_l2_log_loss_staged": _var(
-                rel_l2_log(loss_staged, loss_relu),
-                (),
-                "relative L2 error of log10 loss, staged ReLN vs ReLU",
+                "staged ReLN",
             ),
             "staged_switch_time": _var(
                 staged.switch_time,
                 (),
                 "time the staged twin's linear phase reaches the context-mean plateau (NaN: never)",
             ),
-            "loss_self_consistent": _var(
+            **_variant_vars(
+                "self_consistent",
                 self_consistent.loss,
-                ("time",),
+                loss_relu,
                 "ReLN mean loss, self-consistent: the final groups, each node on in a context "
                 "while its own summed pre-activation there is positive",
-            ),
-            "rel_l2_loss_self_consistent": _var(
-                rel_l2(self_consistent.loss, loss_relu),
-                (),
-                "relative L2 error of the loss curve, self-consistent ReLN vs ReLU",
-            ),
-            "rel_l2_log_loss_self_consistent": _var(
-                rel_l2_log(self_consistent.loss, loss_relu),
-                (),
-                "relative L2 error of log10 loss, self-consistent ReLN vs ReLU",
+                "self-consistent ReLN",
             ),
             "self_consistent_switches": _var(
                 self_consistent.n_switches.sum(),
@@ -619,21 +610,13 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
             "seconds_self_consistent": _var(
                 seconds_self_consistent, (), "wall time of the self-consistent ReLN", "s"
             ),
-            "loss_self_consistent_units": _var(
+            **_variant_vars(
+                "self_consistent_units",
                 self_consistent_units.loss,
-                ("time",),
+                loss_relu,
                 "mean loss of the ReLU net's units from its initial weights, each on in a "
                 "context while its own summed pre-activation there is positive",
-            ),
-            "rel_l2_loss_self_consistent_units": _var(
-                rel_l2(self_consistent_units.loss, loss_relu),
-                (),
-                "relative L2 error of the loss curve, per-unit self-consistent twin vs ReLU",
-            ),
-            "rel_l2_log_loss_self_consistent_units": _var(
-                rel_l2_log(self_consistent_units.loss, loss_relu),
-                (),
-                "relative L2 error of log10 loss, per-unit self-consistent twin vs ReLU",
+                "per-unit self-consistent twin",
             ),
             "self_consistent_units_switches": _var(
                 self_consistent_units.n_switches.sum(),
@@ -659,20 +642,12 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
             "linear_plateau": _var(
                 linear_map_loss(X, Y), (), "loss of the best linear map y = A x (least squares)"
             ),
-            "loss_scheduled": _var(
+            **_variant_vars(
+                "scheduled",
                 loss_sched,
-                ("time",),
+                loss_relu,
                 "ReLN mean loss, node gates read from the ReLU snapshots over time",
-            ),
-            "rel_l2_loss_scheduled": _var(
-                rel_l2(loss_sched, loss_relu),
-                (),
-                "relative L2 error of the loss curve, scheduled-gate ReLN vs ReLU",
-            ),
-            "rel_l2_log_loss_scheduled": _var(
-                rel_l2_log(loss_sched, loss_relu),
-                (),
-                "relative L2 error of log10 loss, scheduled-gate ReLN vs ReLU",
+                "scheduled-gate ReLN",
             ),
             "rel_l2_settled": _var(
                 [rel_l2(s, loss_relu) for s in loss_settled],
