@@ -885,7 +885,7 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                 for name, color, ls, label in (
                     ("loss_staged", "C4", "-", "ReLN (staged)"),
                     ("loss_self_consistent", "C5", "-", "ReLN (self-consistent gates)"),
-                    ("loss_self_consistent_units", "C6", "-", "units, self-consistent gates"),
+                    ("loss_self_consistent_units", "C6", "-", "per-unit self-consistent gates"),
                     ("loss_aligned", "C2", ":", "ReLN (aligned start)"),
                     ("loss_scheduled", "C3", "-.", "ReLN (gates over time)"),
                 ):
@@ -916,7 +916,7 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
             for name, short in (
                 ("rel_l2_loss_staged", "staged"),
                 ("rel_l2_loss_self_consistent", "self-cons."),
-                ("rel_l2_loss_self_consistent_units", "units"),
+                ("rel_l2_loss_self_consistent_units", "per-unit"),
                 ("rel_l2_loss_aligned", "aligned"),
             ):
                 values = cell.get(name, xr.DataArray(np.nan)).values
