@@ -72,14 +72,11 @@ def sign_gates(
     for nodes in twin.layer_nodes:
         for v in nodes:
             a = sum(h[e.source] @ weights[e.name].T for e in net.incoming(v))
-            if per_unit:
-                per_cell = onehot.T @ a  # (cell, unit): summed over the samples of each cell
-                gates[v] = (per_cell[partition] > 0).astype(np.float64)
-                h[v] = gates[v] * a
-            else:
-                per_cell = onehot.T @ a.sum(axis=1)  # (cell,): summed over samples and units
-                gates[v] = (per_cell[partition] > 0).astype(np.float64)
-                h[v] = gates[v][:, None] * a  # the layer above reads only this layer's h
+            # summed over the samples of each cell, and over the node's units for a group
+            summed = a if per_unit else a.sum(axis=1, keepdims=True)
+            on = ((onehot.T @ summed)[partition] > 0).astype(np.float64)  # (sample, unit or 1)
+            h[v] = on * a  # the layer above reads only this layer's h
+            gates[v] = on if per_unit else on[:, 0]
     return gates
 
 
