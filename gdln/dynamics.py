@@ -728,11 +728,18 @@ def gradient_descent(
     with_weights: bool = True,
     record_steps: Sequence[int] | None = None,
     dtype: type[np.floating] = np.float64,
+    gate_rule: GateRule | None = None,
 ) -> Trajectory:
     """Full-batch gradient descent W <- W - (eta / tau) dL/dW, recorded every ``record_every``
     steps (or at the increasing steps ``record_steps``, within 0 .. n_steps) at t = k eta: the
     Euler discretisation of ``integrate``'s flow. With a ``schedule`` step k uses the gates in
     force at t = k eta; ``callback`` and ``with_weights`` as in :func:`integrate`.
+
+    ``gate_rule``: gates that follow the weights, as in :func:`integrate` but read at every
+    step: ``gate_rule(k eta, weights)`` is called before every step k >= 1 with the weights
+    reached, and step k (and a record at step k) uses the gates it returns. This is the
+    discrete counterpart of a gate rule's flow, with the switches resolved to one step, as a
+    ReLU net's gates are; ``attrs["gate_switches"]`` counts the steps whose gates changed.
 
     ``dtype=np.float32`` computes the gradient in single precision (the dense layer form only:
     a complete layered network without edge gates) and adds it to float64 weights: its matrix
@@ -744,6 +751,8 @@ def gradient_descent(
         raise ValueError("need a finite eta > 0, n_steps >= 0 and record_every >= 1")
     if dtype not in (np.float64, np.float32):
         raise ValueError(f"dtype must be np.float64 or np.float32, got {dtype!r}")
+    if gate_rule is not None and schedule is not None:
+        raise ValueError("give a gate schedule or a gate rule, not both")
     if record_steps is None:
         steps = np.arange(0, n_steps + 1, record_every)
     else:
@@ -758,11 +767,18 @@ def gradient_descent(
     master = gating.layout.pack(network.check_weights(initial))  # float64
     theta = master if dtype is np.float64 else master.astype(dtype)
     step_size = eta / tau
-    record = 0
+    record = n_switches = 0
     step: Array | None = None
-    with blas_threads(gating.problem(0).work):
+    gates, problem = gating.schedule.gates[0], gating.problem(0)
+    with blas_threads(problem.work):
         for k in range(n_steps + 1):
-            problem = gating.problem(gating.schedule.piece_at(k * eta))
+            if gate_rule is None:
+                problem = gating.problem(gating.schedule.piece_at(k * eta))
+            elif k:
+                new = gate_rule(k * eta, gating.layout.unpack(master))
+                if not _same_gates(new, gates):
+                    gates, problem = new, gating.problem_for(new)
+                    n_switches += 1
             with np.errstate(over="ignore", invalid="ignore"):
                 if record < len(steps) and k == steps[record]:
                     records(record, theta, problem, master)
@@ -785,4 +801,6 @@ def gradient_descent(
     if not np.isfinite(theta.sum()):
         raise DivergenceError(f"gradient descent diverged (NaN/inf) with eta = {eta}")
     attrs = {"eta": eta, "form": form, "loss": gating.loss.name, "dtype": np.dtype(dtype).name}
+    if gate_rule is not None:
+        attrs["gate_switches"] = n_switches
     return _trajectory(network, times, records, "gradient_descent", tau, modes, attrs)

@@ -52,6 +52,11 @@ Theory variants:
 - ``self_consistent_units``: the same rule per unit, on the ReLU net's own units from its
   initial weights (nothing read from the trained net): each unit is on in a context while its
   own pre-activation summed over that context is positive. Same solver settings.
+- ``self_consistent_units_gd``: the same per-unit twin on the ReLU net's own clock: gradient
+  descent with the ReLU net's step eta (``gdln.gradient_descent``), its gates re-read before
+  every step, as a ReLU unit's gate is. The flow above re-reads them only at the record times
+  (every 100 steps at depth 2), and gradient flow is not the ReLU net's discrete run: at depth
+  2 the ReLU net itself moves by up to 0.03 (relative L2) when its step is cut by 4.
 - ``scheduled`` (depths in ``schedule_depths``): the same ReLN with node gates read from the
   ReLU snapshots over time (``ReLN.gates_from``: the fraction of node v's units active on x at
   snapshot k, held from t_k until the next snapshot; ``gdln.GateSchedule``).
@@ -507,6 +512,11 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
         units, X, Y, task.context, times, rtol=cfg["rtol_self_consistent"], atol=1e-8 * std
     )
     seconds_self_consistent_units = _time.perf_counter() - start
+    # the same per-unit twin on the ReLU net's clock: gradient descent with its step, the gates
+    # re-read before every step
+    start = _time.perf_counter()
+    self_consistent_units_gd = self_consistent_flow(units, X, Y, task.context, times, eta=eta)
+    seconds_self_consistent_units_gd = _time.perf_counter() - start
     # node gates read from the ReLU snapshots over time
     loss_sched = np.full(T, np.nan)
     if depth in cfg["schedule_depths"]:
@@ -627,6 +637,26 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 seconds_self_consistent_units,
                 (),
                 "wall time of the per-unit self-consistent twin",
+                "s",
+            ),
+            **_variant_vars(
+                "self_consistent_units_gd",
+                self_consistent_units_gd.loss,
+                loss_relu,
+                "mean loss of the per-unit self-consistent twin trained by gradient descent "
+                "with the ReLU net's step, its gates re-read before every step",
+                "per-unit self-consistent twin, ReLU step",
+            ),
+            "self_consistent_units_gd_switches": _var(
+                self_consistent_units_gd.n_switches.sum(),
+                (),
+                "number of (unit, context) gate changes, summed over the steps, of the "
+                "per-unit self-consistent twin on the ReLU net's step",
+            ),
+            "seconds_self_consistent_units_gd": _var(
+                seconds_self_consistent_units_gd,
+                (),
+                "wall time of the per-unit self-consistent twin on the ReLU net's step",
                 "s",
             ),
             "context_mean_plateau": _var(
@@ -835,6 +865,8 @@ def summary(ds: xr.Dataset) -> dict[str, float | str]:
                 "rel_l2_log_loss_self_consistent",
                 "rel_l2_loss_self_consistent_units",
                 "rel_l2_log_loss_self_consistent_units",
+                "rel_l2_loss_self_consistent_units_gd",
+                "rel_l2_log_loss_self_consistent_units_gd",
                 "rel_l2_log_loss_aligned",
                 "rel_l2_loss_scheduled",
                 "rel_l2_log_loss_scheduled",
@@ -886,6 +918,12 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                     ("loss_staged", "C4", "-", "ReLN (staged)"),
                     ("loss_self_consistent", "C5", "-", "ReLN (self-consistent gates)"),
                     ("loss_self_consistent_units", "C6", "-", "per-unit self-consistent gates"),
+                    (
+                        "loss_self_consistent_units_gd",
+                        "C8",
+                        "-",
+                        "per-unit self-consistent gates, ReLU step",
+                    ),
                     ("loss_aligned", "C2", ":", "ReLN (aligned start)"),
                     ("loss_scheduled", "C3", "-.", "ReLN (gates over time)"),
                 ):
@@ -917,6 +955,7 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                 ("rel_l2_loss_staged", "staged"),
                 ("rel_l2_loss_self_consistent", "self-cons."),
                 ("rel_l2_loss_self_consistent_units", "per-unit"),
+                ("rel_l2_loss_self_consistent_units_gd", "per-unit step"),
                 ("rel_l2_loss_aligned", "aligned"),
             ):
                 values = cell.get(name, xr.DataArray(np.nan)).values

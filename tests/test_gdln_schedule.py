@@ -104,6 +104,39 @@ def test_schedule_in_gradient_descent_switches_at_the_step_in_force() -> None:
     np.testing.assert_allclose(traj.time, [0.0, 1.0, 2.0, 3.0])
 
 
+def test_a_gate_rule_in_gradient_descent_is_read_before_every_step() -> None:
+    """Gradient descent with a rule that turns pathway b off once the loss falls below 90% of
+    the start: the rule is called before every step from the first, the switch takes effect
+    at the step where the loss of the weights reached first falls below, and the run equals the
+    schedule with that switch; a rule that never changes the gates is the fixed-gate run."""
+    net, X, Y, W0 = two_pathways(2)
+    eta, n = 0.05, 160
+    fixed = gdln.gradient_descent(net, X, Y, W0, eta, n, ON)
+    threshold = 0.9 * fixed.loss[0]
+    calls: list[float] = []
+
+    def rule(t: float, W: dict) -> dict:
+        calls.append(t)
+        loss = gdln.integrate(net, X, Y, W, [0.0], ON).loss[0]
+        return B_OFF if loss < threshold else ON
+
+    ruled = gdln.gradient_descent(net, X, Y, W0, eta, n, ON, gate_rule=rule)
+    np.testing.assert_allclose(calls, eta * np.arange(1, n + 1))
+    k = int(np.argmax(fixed.loss < threshold))
+    assert 5 <= k < n - 5
+    assert ruled.attrs["gate_switches"] == 1
+    schedule = gdln.GateSchedule([(k - 0.5) * eta], [ON, B_OFF])
+    scheduled = gdln.gradient_descent(net, X, Y, W0, eta, n, schedule=schedule)
+    np.testing.assert_allclose(ruled.loss, scheduled.loss, rtol=1e-12)
+    np.testing.assert_array_equal(ruled.loss[:k], fixed.loss[:k])
+    assert abs(ruled.loss[-1] / fixed.loss[-1] - 1) > 1e-3
+    never = gdln.gradient_descent(net, X, Y, W0, eta, n, ON, gate_rule=lambda t, W: ON)
+    np.testing.assert_array_equal(never.loss, fixed.loss)
+    assert never.attrs["gate_switches"] == 0
+    with pytest.raises(ValueError, match="or a gate rule, not both"):
+        gdln.gradient_descent(net, X, Y, W0, eta, n, schedule=schedule, gate_rule=lambda t, W: ON)
+
+
 @pytest.mark.parametrize("solver", ["RK45", "RKC"])
 def test_callback_sees_every_record_and_weights_can_be_dropped(solver: str) -> None:
     net, X, Y, W0 = two_pathways(2)

@@ -152,3 +152,71 @@ def test_needs_times_from_zero() -> None:
     twin, task = context_twin([0b111, 0b011])
     with pytest.raises(ValueError, match="increasing from 0"):
         self_consistent_flow(twin, task.X, task.Y, task.context, [1.0, 2.0])
+
+
+def relu_descent(
+    W1: np.ndarray, W2: np.ndarray, X: np.ndarray, Y: np.ndarray, eta: float, n_steps: int
+) -> np.ndarray:
+    """Losses of plain gradient descent on the one-hidden-layer ReLU net W2 relu(W1 x), the
+    mean over samples of ||y_hat - y||^2 / 2, written out by hand."""
+    losses = []
+    for k in range(n_steps + 1):
+        a = X @ W1.T
+        h = np.maximum(a, 0.0)
+        err = h @ W2.T - Y
+        losses.append(0.5 * np.sum(err**2) / len(X))
+        if k == n_steps:
+            break
+        delta = (err @ W2) * (a > 0)
+        W2, W1 = W2 - eta * err.T @ h / len(X), W1 - eta * delta.T @ X / len(X)
+    return np.array(losses)
+
+
+def test_per_unit_descent_with_one_cell_per_sample_is_the_relu_net() -> None:
+    """With every sample its own cell, a unit's summed pre-activation on a cell is its
+    pre-activation on that sample, so the per-unit twin's gates are the ReLU gates and its
+    gradient descent, gates re-read before every step, is the ReLU net's, step for step."""
+    task = context_task(3)
+    rng = np.random.default_rng(1)
+    W1, W2 = 0.3 * rng.standard_normal((12, 11)), 0.3 * rng.standard_normal((60, 12))
+    units = gdln.ReLN.from_gates([W1, W2], [(task.X @ W1.T > 0).astype(float)])
+    eta, n = 0.5, 200
+    run = self_consistent_flow(
+        units, task.X, task.Y, np.arange(24), eta * np.arange(n + 1), eta=eta
+    )
+    relu = relu_descent(W1, W2, task.X, task.Y, eta, n)
+    assert run.n_switches.sum() > 0  # the ReLU gates move
+    assert relu[-1] < 0.5 * relu[0]
+    np.testing.assert_allclose(run.loss, relu, rtol=1e-10)
+    # with context cells the gates are coarser, and the run is another one
+    coarse = self_consistent_flow(units, task.X, task.Y, task.context, run.time, eta=eta)
+    assert np.max(np.abs(coarse.loss / relu - 1)) > 1e-3
+
+
+def test_per_unit_descent_counts_every_switch_between_records() -> None:
+    """Recorded at every step, the count of switches is the change of the gate history; recorded
+    every 10 steps it is the sum of the per-step counts, which is at least the change between
+    the records."""
+    units, task = unit_twin([0b111, 0b011, 0b110, 0b101], sign=-1.0)
+    eta = 0.5
+    every = self_consistent_flow(units, task.X, task.Y, task.context, eta * np.arange(81), eta=eta)
+    (history,) = every.gates.values()
+    assert every.n_switches.sum() > 0
+    np.testing.assert_array_equal(
+        every.n_switches[1:], np.abs(np.diff(history, axis=0)).sum(axis=(1, 2))
+    )
+    sparse = self_consistent_flow(
+        units, task.X, task.Y, task.context, eta * np.arange(0, 81, 10), eta=eta
+    )
+    np.testing.assert_allclose(sparse.loss, every.loss[::10], rtol=1e-12)
+    np.testing.assert_array_equal(
+        sparse.n_switches[1:], every.n_switches[1:].reshape(8, 10).sum(axis=1)
+    )
+    (coarse,) = sparse.gates.values()
+    assert np.all(sparse.n_switches[1:] >= np.abs(np.diff(coarse, axis=0)).sum(axis=(1, 2)))
+
+
+def test_descent_needs_record_times_on_the_steps() -> None:
+    units, task = unit_twin([0b111, 0b011])
+    with pytest.raises(ValueError, match="multiples of the step"):
+        self_consistent_flow(units, task.X, task.Y, task.context, [0.0, 0.25, 0.6], eta=0.5)
