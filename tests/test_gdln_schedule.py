@@ -27,6 +27,18 @@ B_OFF = {"a": np.ones(16), "b": np.zeros(16)}
 FIRST = {"a": np.ones(16), "b": (np.arange(16) < 8).astype(float)}
 
 
+def b_off_below(net, X, Y, threshold: float, calls: list[float]):
+    """A gate rule that turns pathway b off while the loss of the weights it is given (both
+    pathways on) is below ``threshold``; it appends every time it is called at to ``calls``."""
+
+    def rule(t: float, W: dict) -> dict:
+        calls.append(t)
+        loss = gdln.integrate(net, X, Y, W, [0.0], ON).loss[0]
+        return B_OFF if loss < threshold else ON
+
+    return rule
+
+
 def test_schedule_reproduces_a_hand_made_switching_sequence() -> None:
     """Gates ON on [0, 2), B_OFF on [2, 5), FIRST from 5: the same as three integrations
     chained by hand, and every record sees the gates in force at its time."""
@@ -62,13 +74,8 @@ def test_a_gate_rule_is_a_schedule_found_by_the_run(solver: str) -> None:
     times = np.linspace(0.0, 8.0, 17)
     tol = {"solver": solver, "rtol": 1e-10 if solver == "RK45" else 1e-6, "atol": 1e-12}
     fixed = gdln.integrate(net, X, Y, W0, times, ON, **tol)
-    threshold = 0.9 * fixed.loss[0]
-    calls: list[float] = []
-
-    def rule(t: float, W: dict) -> dict:
-        calls.append(t)
-        loss = gdln.integrate(net, X, Y, W, [0.0], ON).loss[0]
-        return B_OFF if loss < threshold else ON
+    threshold, calls = 0.9 * fixed.loss[0], []
+    rule = b_off_below(net, X, Y, threshold, calls)
 
     ruled = gdln.integrate(net, X, Y, W0, times, ON, gate_rule=rule, **tol)
     np.testing.assert_array_equal(calls, times[1:])
@@ -112,13 +119,8 @@ def test_a_gate_rule_in_gradient_descent_is_read_before_every_step() -> None:
     net, X, Y, W0 = two_pathways(2)
     eta, n = 0.05, 160
     fixed = gdln.gradient_descent(net, X, Y, W0, eta, n, ON)
-    threshold = 0.9 * fixed.loss[0]
-    calls: list[float] = []
-
-    def rule(t: float, W: dict) -> dict:
-        calls.append(t)
-        loss = gdln.integrate(net, X, Y, W, [0.0], ON).loss[0]
-        return B_OFF if loss < threshold else ON
+    threshold, calls = 0.9 * fixed.loss[0], []
+    rule = b_off_below(net, X, Y, threshold, calls)
 
     ruled = gdln.gradient_descent(net, X, Y, W0, eta, n, ON, gate_rule=rule)
     np.testing.assert_allclose(calls, eta * np.arange(1, n + 1))
