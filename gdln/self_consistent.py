@@ -46,7 +46,7 @@ staged 0.179 / 0.186 / 0.198 / 0.162).
 of the ReLU run instead of by the flow, and its gates are re-read before every step, so a
 switch is resolved to one step as a ReLU unit's is (``gdln.gradient_descent``'s gate rule).
 With one cell per sample a per-unit twin is then the ReLU network itself, step for step. With
-context cells at two hidden layers it follows the ReLU net to 0.175 / 0.095 / 0.070 / 0.087 at
+context cells at two hidden layers it follows the ReLU net to 0.175 / 0.093 / 0.070 / 0.087 at
 C = 2 / 3 / 4 / 5 (3 seeds): closer than the flow from C = 3 on, further at C = 2, where it
 holds the context-mean plateau 2,100-4,800 epochs too long.
 """
