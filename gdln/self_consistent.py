@@ -42,12 +42,12 @@ staged twin (:mod:`gdln.staging`). At three hidden layers it is better only at C
 C = 2 to 4 it stalls on plateaus that the ReLU net leaves (0.248 / 0.215 / 0.204 / 0.160,
 staged 0.179 / 0.186 / 0.198 / 0.162).
 
-**On the experiment's clock.** With ``eta`` the twin learns by gradient descent with the step
-of the ReLU run instead of by the flow, and its gates are re-read before every step, so a
-switch is resolved to one step as a ReLU unit's is (``gdln.gradient_descent``'s gate rule).
-With one cell per sample a per-unit twin is then the ReLU network itself, step for step. With
-context cells at two hidden layers it follows the ReLU net to 0.175 / 0.093 / 0.070 / 0.087 at
-C = 2 / 3 / 4 / 5 (3 seeds): closer than the flow from C = 3 on, further at C = 2, where it
+**On the experiment's clock.** :func:`self_consistent_descent` lets the twin learn by gradient
+descent with the step of the ReLU run instead of by the flow, its gates re-read before every
+step, so a switch is resolved to one step as a ReLU unit's is (``gdln.gradient_descent``'s gate
+rule). With one cell per sample a per-unit twin is then the ReLU network itself, step for step.
+With context cells at two hidden layers it follows the ReLU net to 0.175 / 0.093 / 0.070 / 0.087
+at C = 2 / 3 / 4 / 5 (3 seeds): closer than the flow from C = 3 on, further at C = 2, where it
 holds the context-mean plateau 2,100-4,800 epochs too long.
 """
 
@@ -108,6 +108,47 @@ class SelfConsistentFlow:
     gates: dict[str, Array]
 
 
+class _GateLog:
+    """The sign gates of a run: those in force (read by :func:`sign_gates` through ``rule``),
+    their values at every record (``record``, a run's callback) and the count of (node or
+    unit, cell) changes since the previous record."""
+
+    def __init__(self, twin: ReLN, X: Array, partition: Array) -> None:
+        self.twin, self.X, self.partition = twin, X, np.asarray(partition)
+        n = check_partition(self.partition, X.shape[0])
+        self.first = np.array([np.flatnonzero(self.partition == c)[0] for c in range(n)])
+        self.gates = sign_gates(twin, twin.initial, X, self.partition)
+        self.history = {v: [g[self.first]] for v, g in self.gates.items()}
+        self.changes = [0]
+
+    def rule(self, _: float, weights: dict[str, Array]) -> dict[str, Array]:
+        new = sign_gates(self.twin, weights, self.X, self.partition)
+        first = self.first
+        self.changes[-1] += sum(
+            int(np.abs(new[v][first] - self.gates[v][first]).sum()) for v in new
+        )
+        self.gates = new
+        return new
+
+    def record(self, k: int, *_: object) -> None:
+        if k:  # the gates in force at record k close the count of their changes
+            for v, g in self.gates.items():
+                self.history[v].append(g[self.first])
+            self.changes.append(0)
+
+    def result(self, times: Array, loss: Array) -> SelfConsistentFlow:
+        switches = np.array([0, *self.changes[:-1]], dtype=int)
+        history = {v: np.stack(h) for v, h in self.history.items()}
+        return SelfConsistentFlow(times, loss, switches, history)
+
+
+def _check_times(times: Array) -> Array:
+    times = np.asarray(times, dtype=np.float64)
+    if times.ndim != 1 or times.size < 2 or times[0] != 0 or np.any(np.diff(times) <= 0):
+        raise ValueError("times must be increasing from 0, with at least two entries")
+    return times
+
+
 def self_consistent_flow(
     twin: ReLN,
     X: Array,
@@ -117,53 +158,36 @@ def self_consistent_flow(
     solver: str = "RK45",
     rtol: float = 1e-6,
     atol: float = 1e-12,
-    eta: float | None = None,
 ) -> SelfConsistentFlow:
     """Integrate the twin from ``twin.initial`` with gates re-read by :func:`sign_gates` at
     every time of ``times`` (increasing, from 0); between two checks the exact flow of
     ``gdln.integrate`` (``solver``, ``rtol``, ``atol``) with the gates frozen. Keep the
-    solver accurate (module docstring): atol about 1e-8 times the scale of the weights.
+    solver accurate (module docstring): atol about 1e-8 times the scale of the weights."""
+    times = _check_times(times)
+    log = _GateLog(twin, X, partition)
+    loss = integrate(
+        twin.network, X, Y, twin.initial, times, log.gates, solver=solver, rtol=rtol,
+        atol=atol, with_weights=False, callback=log.record, gate_rule=log.rule,
+    ).loss  # fmt: skip
+    return log.result(times, loss)
 
-    With a step ``eta`` the twin learns instead by gradient descent with that step (the
-    experiment's: ``gdln.gradient_descent``), its gates re-read before every step, and
-    ``times`` must be multiples of eta (the records); ``n_switches`` then counts every gate
-    change since the previous record. ``solver``, ``rtol`` and ``atol`` are not used."""
-    times = np.asarray(times, dtype=np.float64)
-    if times.ndim != 1 or times.size < 2 or times[0] != 0 or np.any(np.diff(times) <= 0):
-        raise ValueError("times must be increasing from 0, with at least two entries")
-    partition = np.asarray(partition)
-    n = check_partition(partition, X.shape[0])
-    first = np.array([np.flatnonzero(partition == c)[0] for c in range(n)])
-    gates = [sign_gates(twin, twin.initial, X, partition)]  # those in force
-    history = {v: [g[first]] for v, g in gates[0].items()}
-    changes = [0]  # (unit or node, cell) gates changed since the last record
 
-    def rule(_: float, weights: dict[str, Array]) -> dict[str, Array]:
-        new = sign_gates(twin, weights, X, partition)
-        changes[-1] += sum(int(np.abs(new[v][first] - gates[0][v][first]).sum()) for v in new)
-        gates[0] = new
-        return new
-
-    def record(k: int, *_: object) -> None:
-        if k:  # the gates in force at record k, and the count of their changes
-            for v, g in gates[0].items():
-                history[v].append(g[first])
-            changes.append(0)
-
-    if eta is None:
-        loss = integrate(
-            twin.network, X, Y, twin.initial, times, gates[0], solver=solver, rtol=rtol,
-            atol=atol, with_weights=False, callback=record, gate_rule=rule,
-        ).loss  # fmt: skip
-    else:
-        if not (eta > 0 and np.isfinite(eta)):
-            raise ValueError(f"the step eta must be finite and > 0, got {eta}")
-        steps = np.rint(times / eta).astype(np.int64)
-        if not np.allclose(steps * eta, times, rtol=1e-9, atol=0):
-            raise ValueError(f"the record times must be multiples of the step eta = {eta}")
-        loss = gradient_descent(
-            twin.network, X, Y, twin.initial, eta, int(steps[-1]), gates[0],
-            with_weights=False, record_steps=steps, gate_rule=rule, callback=record,
-        ).loss  # fmt: skip
-    switches = np.array([0, *changes[:-1]], dtype=int)
-    return SelfConsistentFlow(times, loss, switches, {v: np.stack(h) for v, h in history.items()})
+def self_consistent_descent(
+    twin: ReLN, X: Array, Y: Array, partition: Array, times: Array, eta: float
+) -> SelfConsistentFlow:
+    """The twin learning by gradient descent with step ``eta`` (the experiment's:
+    ``gdln.gradient_descent``), its gates re-read by :func:`sign_gates` before every step;
+    recorded at ``times`` (increasing from 0, multiples of eta). ``n_switches`` counts the
+    changes of every step since the previous record."""
+    times = _check_times(times)
+    if not (eta > 0 and np.isfinite(eta)):
+        raise ValueError(f"the step eta must be finite and > 0, got {eta}")
+    steps = np.rint(times / eta).astype(np.int64)
+    if not np.allclose(steps * eta, times, rtol=1e-9, atol=0):
+        raise ValueError(f"the record times must be multiples of the step eta = {eta}")
+    log = _GateLog(twin, X, partition)
+    loss = gradient_descent(
+        twin.network, X, Y, twin.initial, eta, int(steps[-1]), log.gates, with_weights=False,
+        record_steps=steps, gate_rule=log.rule, callback=log.record,
+    ).loss  # fmt: skip
+    return log.result(times, loss)

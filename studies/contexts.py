@@ -91,7 +91,7 @@ from matplotlib.figure import Figure
 import gdln
 from gdln import groups as gg
 from gdln.context_task import context_task, published_context_scale
-from gdln.self_consistent import self_consistent_flow
+from gdln.self_consistent import self_consistent_descent, self_consistent_flow
 from gdln.staging import cell_mean_loss, staged_schedule
 from studies import io
 from studies.config import check_numbers
@@ -247,6 +247,19 @@ def _variant_vars(name: str, loss: Array, loss_relu: Array, what: str, short: st
         f"rel_l2_log_loss_{name}": _var(
             rel_l2_log(loss, loss_relu), (), f"relative L2 error of log10 loss, {short} vs ReLU"
         ),
+    }
+
+
+def _self_consistent_vars(
+    name: str, run: Any, seconds: float, loss_relu: Array, what: str, short: str, changes: str
+) -> dict:
+    """:func:`_variant_vars` of a self-consistent run (``gdln.self_consistent``), with its
+    count of gate changes ``<name>_switches`` (``changes`` says which, e.g. "(unit, context)
+    gate changes") and its wall time ``seconds_<name>``."""
+    return {
+        **_variant_vars(name, run.loss, loss_relu, what, short),
+        f"{name}_switches": _var(run.n_switches.sum(), (), f"number of {changes} of the {short}"),
+        f"seconds_{name}": _var(seconds, (), f"wall time of the {short}", "s"),
     }
 
 
@@ -515,7 +528,7 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
     # the same per-unit twin on the ReLU net's clock: gradient descent with its step, the gates
     # re-read before every step
     start = _time.perf_counter()
-    self_consistent_units_gd = self_consistent_flow(units, X, Y, task.context, times, eta=eta)
+    self_consistent_units_gd = self_consistent_descent(units, X, Y, task.context, times, eta)
     seconds_self_consistent_units_gd = _time.perf_counter() - start
     # node gates read from the ReLU snapshots over time
     loss_sched = np.full(T, np.nan)
@@ -604,60 +617,35 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 (),
                 "time the staged twin's linear phase reaches the context-mean plateau (NaN: never)",
             ),
-            **_variant_vars(
+            **_self_consistent_vars(
                 "self_consistent",
-                self_consistent.loss,
+                self_consistent,
+                seconds_self_consistent,
                 loss_relu,
                 "ReLN mean loss, self-consistent: the final groups, each node on in a context "
                 "while its own summed pre-activation there is positive",
                 "self-consistent ReLN",
+                "(node, context) gate changes",
             ),
-            "self_consistent_switches": _var(
-                self_consistent.n_switches.sum(),
-                (),
-                "number of (node, context) gate changes of the self-consistent ReLN",
-            ),
-            "seconds_self_consistent": _var(
-                seconds_self_consistent, (), "wall time of the self-consistent ReLN", "s"
-            ),
-            **_variant_vars(
+            **_self_consistent_vars(
                 "self_consistent_units",
-                self_consistent_units.loss,
+                self_consistent_units,
+                seconds_self_consistent_units,
                 loss_relu,
                 "mean loss of the ReLU net's units from its initial weights, each on in a "
                 "context while its own summed pre-activation there is positive",
                 "per-unit self-consistent twin",
+                "(unit, context) gate changes",
             ),
-            "self_consistent_units_switches": _var(
-                self_consistent_units.n_switches.sum(),
-                (),
-                "number of (unit, context) gate changes of the per-unit self-consistent twin",
-            ),
-            "seconds_self_consistent_units": _var(
-                seconds_self_consistent_units,
-                (),
-                "wall time of the per-unit self-consistent twin",
-                "s",
-            ),
-            **_variant_vars(
+            **_self_consistent_vars(
                 "self_consistent_units_gd",
-                self_consistent_units_gd.loss,
+                self_consistent_units_gd,
+                seconds_self_consistent_units_gd,
                 loss_relu,
                 "mean loss of the per-unit self-consistent twin trained by gradient descent "
                 "with the ReLU net's step, its gates re-read before every step",
-                "per-unit self-consistent twin, ReLU step",
-            ),
-            "self_consistent_units_gd_switches": _var(
-                self_consistent_units_gd.n_switches.sum(),
-                (),
-                "number of (unit, context) gate changes, summed over the steps, of the "
                 "per-unit self-consistent twin on the ReLU net's step",
-            ),
-            "seconds_self_consistent_units_gd": _var(
-                seconds_self_consistent_units_gd,
-                (),
-                "wall time of the per-unit self-consistent twin on the ReLU net's step",
-                "s",
+                "(unit, context) gate changes, summed over the steps,",
             ),
             "context_mean_plateau": _var(
                 staged.plateau,

@@ -7,7 +7,7 @@ import pytest
 
 import gdln
 from gdln.context_task import context_task
-from gdln.self_consistent import self_consistent_flow, sign_gates
+from gdln.self_consistent import self_consistent_descent, self_consistent_flow, sign_gates
 
 FLOW = {"solver": "RK45", "rtol": 1e-10, "atol": 1e-12}
 
@@ -181,15 +181,13 @@ def test_per_unit_descent_with_one_cell_per_sample_is_the_relu_net() -> None:
     W1, W2 = 0.3 * rng.standard_normal((12, 11)), 0.3 * rng.standard_normal((60, 12))
     units = gdln.ReLN.from_gates([W1, W2], [(task.X @ W1.T > 0).astype(float)])
     eta, n = 0.5, 200
-    run = self_consistent_flow(
-        units, task.X, task.Y, np.arange(24), eta * np.arange(n + 1), eta=eta
-    )
+    run = self_consistent_descent(units, task.X, task.Y, np.arange(24), eta * np.arange(n + 1), eta)
     relu = relu_descent(W1, W2, task.X, task.Y, eta, n)
     assert run.n_switches.sum() > 0  # the ReLU gates move
     assert relu[-1] < 0.5 * relu[0]
     np.testing.assert_allclose(run.loss, relu, rtol=1e-10)
     # with context cells the gates are coarser, and the run is another one
-    coarse = self_consistent_flow(units, task.X, task.Y, task.context, run.time, eta=eta)
+    coarse = self_consistent_descent(units, task.X, task.Y, task.context, run.time, eta)
     assert np.max(np.abs(coarse.loss / relu - 1)) > 1e-3
 
 
@@ -199,14 +197,14 @@ def test_per_unit_descent_counts_every_switch_between_records() -> None:
     the records."""
     units, task = unit_twin([0b111, 0b011, 0b110, 0b101], sign=-1.0)
     eta = 0.5
-    every = self_consistent_flow(units, task.X, task.Y, task.context, eta * np.arange(81), eta=eta)
+    every = self_consistent_descent(units, task.X, task.Y, task.context, eta * np.arange(81), eta)
     (history,) = every.gates.values()
     assert every.n_switches.sum() > 0
     np.testing.assert_array_equal(
         every.n_switches[1:], np.abs(np.diff(history, axis=0)).sum(axis=(1, 2))
     )
-    sparse = self_consistent_flow(
-        units, task.X, task.Y, task.context, eta * np.arange(0, 81, 10), eta=eta
+    sparse = self_consistent_descent(
+        units, task.X, task.Y, task.context, eta * np.arange(0, 81, 10), eta
     )
     np.testing.assert_allclose(sparse.loss, every.loss[::10], rtol=1e-12)
     np.testing.assert_array_equal(
@@ -219,4 +217,4 @@ def test_per_unit_descent_counts_every_switch_between_records() -> None:
 def test_descent_needs_record_times_on_the_steps() -> None:
     units, task = unit_twin([0b111, 0b011])
     with pytest.raises(ValueError, match="multiples of the step"):
-        self_consistent_flow(units, task.X, task.Y, task.context, [0.0, 0.25, 0.6], eta=0.5)
+        self_consistent_descent(units, task.X, task.Y, task.context, [0.0, 0.25, 0.6], 0.5)
