@@ -57,6 +57,11 @@ Theory variants:
   every step, as a ReLU unit's gate is. The flow above re-reads them only at the record times
   (every 100 steps at depth 2), and gradient flow is not the ReLU net's discrete run: at depth
   2 the ReLU net itself moves by up to 0.03 (relative L2) when its step is cut by 4.
+- ``self_consistent_split_gd``: the same on finer cells fixed from the data before training
+  (``gdln.groups.split_cells``): each context cut by the sign of its strongest target mode
+  beyond the context mean, the tree's first split (2C cells of 4 objects). A unit that carries
+  that mode has a pre-activation of opposite signs on the two halves, which a gate constant on
+  the context cannot follow.
 - ``scheduled`` (depths in ``schedule_depths``): the same ReLN with node gates read from the
   ReLU snapshots over time (``ReLN.gates_from``: the fraction of node v's units active on x at
   snapshot k, held from t_k until the next snapshot; ``gdln.GateSchedule``).
@@ -530,6 +535,12 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
     start = _time.perf_counter()
     self_consistent_units_gd = self_consistent_descent(units, X, Y, task.context, times, eta)
     seconds_self_consistent_units_gd = _time.perf_counter() - start
+    # the same on cells cut from the data before any training: each context split by the sign
+    # of its strongest target mode beyond the context mean (here the tree's first split)
+    split = gg.split_cells(Y, task.context)
+    start = _time.perf_counter()
+    self_consistent_split_gd = self_consistent_descent(units, X, Y, split, times, eta)
+    seconds_self_consistent_split_gd = _time.perf_counter() - start
     # node gates read from the ReLU snapshots over time
     loss_sched = np.full(T, np.nan)
     if depth in cfg["schedule_depths"]:
@@ -647,6 +658,17 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 "per-unit self-consistent twin on the ReLU net's step",
                 "(unit, context) gate changes, summed over the steps,",
             ),
+            **_self_consistent_vars(
+                "self_consistent_split_gd",
+                self_consistent_split_gd,
+                seconds_self_consistent_split_gd,
+                loss_relu,
+                "mean loss of the per-unit self-consistent twin on the ReLU net's step, its "
+                "cells the contexts split by the sign of their strongest target mode",
+                "per-unit self-consistent twin on split contexts, ReLU step",
+                "(unit, cell) gate changes, summed over the steps,",
+            ),
+            "n_split_cells": _var(int(split.max()) + 1, (), "cells of the split-context partition"),
             "context_mean_plateau": _var(
                 staged.plateau,
                 (),
@@ -855,6 +877,8 @@ def summary(ds: xr.Dataset) -> dict[str, float | str]:
                 "rel_l2_log_loss_self_consistent_units",
                 "rel_l2_loss_self_consistent_units_gd",
                 "rel_l2_log_loss_self_consistent_units_gd",
+                "rel_l2_loss_self_consistent_split_gd",
+                "rel_l2_log_loss_self_consistent_split_gd",
                 "rel_l2_log_loss_aligned",
                 "rel_l2_loss_scheduled",
                 "rel_l2_log_loss_scheduled",
@@ -912,6 +936,12 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                         "-",
                         "per-unit self-consistent gates, ReLU step",
                     ),
+                    (
+                        "loss_self_consistent_split_gd",
+                        "C9",
+                        "-",
+                        "per-unit, split contexts, ReLU step",
+                    ),
                     ("loss_aligned", "C2", ":", "ReLN (aligned start)"),
                     ("loss_scheduled", "C3", "-.", "ReLN (gates over time)"),
                 ):
@@ -944,6 +974,7 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                 ("rel_l2_loss_self_consistent", "self-cons."),
                 ("rel_l2_loss_self_consistent_units", "per-unit"),
                 ("rel_l2_loss_self_consistent_units_gd", "per-unit step"),
+                ("rel_l2_loss_self_consistent_split_gd", "split step"),
                 ("rel_l2_loss_aligned", "aligned"),
             ):
                 values = cell.get(name, xr.DataArray(np.nan)).values

@@ -156,6 +156,13 @@ def test_reln_predicts_the_relu_loss_curve_at_three_contexts() -> None:
     assert int(ds.self_consistent_units_gd_switches) > int(ds.self_consistent_units_switches)
     assert float(ds.rel_l2_loss_self_consistent_units_gd) < 0.052
     assert float(ds.rel_l2_log_loss_self_consistent_units_gd) < 0.1
+    # the same on contexts cut in halves by their strongest target mode (6 cells): the same
+    # start, and closer in the loss (measured 0.042) but not in log10 (0.227): within a half a
+    # unit still cannot switch off on some objects only, and the tail chatters
+    halves = ds.loss_self_consistent_split_gd.values
+    assert int(ds.n_split_cells) == 6 and halves[0] == pytest.approx(relu[0], rel=1e-8)
+    assert float(ds.rel_l2_loss_self_consistent_split_gd) < 0.046
+    assert float(ds.rel_l2_log_loss_self_consistent_split_gd) < 0.3
     assert float(ds.rsa.min()) > 0.8  # hidden representations stay similar
     assert float(ds.output_rel_error[-1]) < 0.05  # and so do the learned functions
 
