@@ -59,9 +59,9 @@ Theory variants:
   2 the ReLU net itself moves by up to 0.03 (relative L2) when its step is cut by 4.
 - ``self_consistent_split_gd``: the same on finer cells fixed from the data before training
   (``gdln.groups.split_cells``): each context cut by the sign of its strongest target mode
-  beyond the context mean, the tree's first split (2C cells of 4 objects). A unit that carries
-  that mode has a pre-activation of opposite signs on the two halves, which a gate constant on
-  the context cannot follow.
+  beyond the context mean (on the plain task the tree's first split: 2C cells of 4 objects).
+  A unit that carries that mode has pre-activations of opposite signs on the two sides, which
+  a gate constant on the context cannot follow.
 - ``scheduled`` (depths in ``schedule_depths``): the same ReLN with node gates read from the
   ReLU snapshots over time (``ReLN.gates_from``: the fraction of node v's units active on x at
   snapshot k, held from t_k until the next snapshot; ``gdln.GateSchedule``).
@@ -986,7 +986,8 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                 errors.append(
                     f"seeds {float(ds.rel_l2_seed_spread.sel(context_count=C, depth=D)):.3f}"
                 )
-            ax.set_title(f"C={C}, depth {D}, rel L2:\n" + ", ".join(errors), fontsize=8)
+            lines = [", ".join(errors[i : i + 3]) for i in range(0, len(errors), 3)]
+            ax.set_title(f"C={C}, depth {D}, rel L2:\n" + "\n".join(lines), fontsize=8)
             ax.set_xlabel("t (mean-loss clock)")
             ax.set_ylabel("mean loss")
         axes[0, 0].legend(fontsize=7)
