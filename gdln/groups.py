@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gdln.partitions import check_partition
+
 Array = np.ndarray
 
 DEFAULT_ACTIVE_THRESHOLD = 0.1
@@ -98,68 +100,6 @@ def all_subsets(n_cells: int) -> Array:
     """(subset, cell) bool: every non-empty cell set, in bitmask order 1 .. 2^n - 1."""
     masks = np.arange(1, 2**n_cells)
     return (masks[:, None] >> np.arange(n_cells)[None, :] & 1).astype(bool)
-
-
-def check_partition(partition: Array, n_samples: int, n_cells: int | None = None) -> int:
-    """The number of cells of ``partition`` (integer labels 0 .. n_cells - 1, one per sample),
-    or ValueError naming what is wrong (a cell without samples included)."""
-    partition = np.asarray(partition)
-    if partition.shape != (n_samples,) or not np.issubdtype(partition.dtype, np.integer):
-        raise ValueError(
-            f"partition must be integer cell labels, one per sample: shape ({n_samples},), "
-            f"got {partition.dtype} {partition.shape}"
-        )
-    if partition.size and partition.min() < 0:
-        raise ValueError(f"partition labels must be >= 0, got {partition.min()}")
-    n = int(partition.max()) + 1 if n_cells is None else n_cells
-    if partition.size and partition.max() >= n:
-        raise ValueError(f"partition label {partition.max()} >= n_cells = {n}")
-    empty = np.setdiff1d(np.arange(n), partition)
-    if empty.size:
-        raise ValueError(f"no sample is in cell {int(empty[0])} of the partition")
-    return n
-
-
-def split_cells(Y: Array, partition: Array, rtol: float = 1e-9) -> Array:
-    """Each cell of ``partition`` cut by the sign of its own strongest target mode beyond the mean.
-
-    For cell c with samples S_c and centred targets Yc = Y[S_c] - mean_{S_c} y, the leading
-    left singular vector u of Yc is the samples' coordinate on the strongest linear mode of the
-    cell's targets after its mean (Saxe, McClelland & Ganguli, 2014: the mode a linear net
-    learns first once the mean is fit). The cell is cut into {u > 0}, {u < 0} (and {u = 0},
-    within ``rtol`` of max |u|, when some samples sit on the mode's zero). A unit that carries
-    this mode has a pre-activation of one sign on each side, so these are the coarsest cells on
-    which a sign gate can follow it. On the context task the cut of a context is the tree's
-    first split (objects 0-3 | 4-7, ``gdln.context_task``); cutting again gives the next
-    level, down to one sample per cell.
-
-    Cells are numbered in order of (old cell, side), the side of the cell's first sample first.
-    A cell whose targets do not vary is kept whole. A leading mode that is degenerate (the top
-    two singular values equal within ``rtol``) has no defined sign pattern: ValueError.
-    """
-    Y = np.asarray(Y, dtype=np.float64)
-    if Y.ndim != 2:
-        raise ValueError(f"Y must be (sample, out), got shape {Y.shape}")
-    partition = np.asarray(partition)
-    n = check_partition(partition, Y.shape[0])
-    side = np.zeros(Y.shape[0], dtype=int)  # -1, 0, 1 relative to the cell's first sample
-    for c in range(n):
-        members = np.flatnonzero(partition == c)
-        Yc = Y[members] - Y[members].mean(axis=0)
-        U, s, _ = np.linalg.svd(Yc, full_matrices=False)
-        if s[0] <= rtol * max(1.0, float(np.abs(Y[members]).max())):
-            continue  # no variation in the cell: nothing to cut
-        if len(s) > 1 and s[1] >= (1 - rtol) * s[0]:
-            raise ValueError(
-                f"cell {c}: its leading target mode is degenerate (singular values "
-                f"{s[0]:.6g} and {s[1]:.6g}), so its sign split is not defined"
-            )
-        u = U[:, 0]
-        u = np.where(np.abs(u) <= rtol * np.abs(u).max(), 0.0, u)
-        first = u[0] if u[0] != 0 else 1.0
-        side[members] = -np.sign(u * first).astype(int)  # the first sample's side -> -1
-    keys = partition * 3 + side + 1
-    return np.unique(keys, return_inverse=True)[1].reshape(-1)
 
 
 def cell_activity(h: Array, partition: Array, n_cells: int | None = None) -> Array:

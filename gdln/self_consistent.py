@@ -49,7 +49,7 @@ rule). With one cell per sample a per-unit twin is then the ReLU network itself,
 With context cells at two hidden layers it follows the ReLU net to 0.175 / 0.093 / 0.070 / 0.087
 at C = 2 / 3 / 4 / 5 (3 seeds): closer than the flow from C = 3 on, further at C = 2, where it
 holds the context-mean plateau 2,100-4,800 epochs too long. With each context cut in two by
-its strongest target mode (``gdln.groups.split_cells``, fixed from the data before training) it
+its strongest target mode (``gdln.partitions.split_cells``, fixed from the data before training) it
 follows the ReLU net to 0.106 / 0.069 / 0.082 / 0.058, and holds the context-mean plateau where
 the ReLU net does; one seed in three still stalls at C = 2.
 """
@@ -62,8 +62,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from gdln.dynamics import gradient_descent, integrate
-from gdln.groups import check_partition
 from gdln.network import Array
+from gdln.partitions import check_partition
 from gdln.twin import ReLN
 
 

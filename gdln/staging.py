@@ -38,20 +38,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from gdln.dynamics import integrate
-from gdln.groups import check_partition
 from gdln.network import Array
+from gdln.partitions import cell_mean_loss
 from gdln.schedule import GateSchedule
 from gdln.twin import ReLN
-
-
-def cell_mean_loss(Y: Array, partition: Array) -> float:
-    """L_cm = (1/2P) sum_i ||y_i - ybar_{c(i)}||^2 (module docstring): the mean loss of
-    predicting every sample by the mean target of its partition cell."""
-    Y = np.asarray(Y, dtype=np.float64)
-    partition = np.asarray(partition)
-    n = check_partition(partition, Y.shape[0])
-    means = np.stack([Y[partition == c].mean(axis=0) for c in range(n)])
-    return float(0.5 * np.sum((Y - means[partition]) ** 2) / Y.shape[0])
 
 
 def linear_phase_gates(twin: ReLN) -> dict[str, Array]:

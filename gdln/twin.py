@@ -33,8 +33,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gdln.groups import GateGroups, activities, check_partition, layer_groups
+from gdln.groups import GateGroups, activities, layer_groups
 from gdln.network import Array, Network, ShapeError, chain
+from gdln.partitions import check_partition
 from gdln.pathways import aligned_pathways
 
 

@@ -58,7 +58,7 @@ Theory variants:
   (every 100 steps at depth 2), and gradient flow is not the ReLU net's discrete run: at depth
   2 the ReLU net itself moves by up to 0.03 (relative L2) when its step is cut by 4.
 - ``self_consistent_split_gd``: the same on finer cells fixed from the data before training
-  (``gdln.groups.split_cells``): each context cut by the sign of its strongest target mode
+  (``gdln.partitions.split_cells``): each context cut by the sign of its strongest target mode
   beyond the context mean (on the plain task the tree's first split: 2C cells of 4 objects).
   A unit that carries that mode has pre-activations of opposite signs on the two sides, which
   a gate constant on the context cannot follow.
@@ -96,8 +96,9 @@ from matplotlib.figure import Figure
 import gdln
 from gdln import groups as gg
 from gdln.context_task import context_task, published_context_scale
+from gdln.partitions import cell_mean_loss, split_cells
 from gdln.self_consistent import self_consistent_descent, self_consistent_flow
-from gdln.staging import cell_mean_loss, staged_schedule
+from gdln.staging import staged_schedule
 from studies import io
 from studies.config import check_numbers
 from studies.sweep import SweepResult, cache_dir, run_sweep
@@ -110,6 +111,35 @@ Array = np.ndarray
 DEPTHS = (1, 2, 3)
 #: a ReLU net whose final loss is not below this fraction of its initial loss has not learned
 LEARNED_FRACTION = 0.5
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A twin variant with its own ``loss_<name>``, ``rel_l2_loss_<name>`` and
+    ``rel_l2_log_loss_<name>``: how the summary and the loss figures name and draw it."""
+
+    name: str
+    legend: str
+    short: str
+    color: str
+    ls: str = "-"
+
+
+#: the variants beside the fixed-gate ReLN (``loss_theory``), in the order of the figures
+VARIANTS = (
+    Variant("staged", "ReLN (staged)", "staged", "C4"),
+    Variant("self_consistent", "ReLN (self-consistent gates)", "self-cons.", "C5"),
+    Variant("self_consistent_units", "per-unit self-consistent gates", "per-unit", "C6"),
+    Variant(
+        "self_consistent_units_gd",
+        "per-unit self-consistent gates, ReLU step",
+        "per-unit step",
+        "C8",
+    ),
+    Variant("self_consistent_split_gd", "per-unit, split contexts, ReLU step", "split step", "C9"),
+    Variant("aligned", "ReLN (aligned start)", "aligned", "C2", ":"),
+    Variant("scheduled", "ReLN (gates over time)", "over time", "C3", "-."),
+)
 
 
 @dataclass(frozen=True)
@@ -537,7 +567,7 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
     seconds_self_consistent_units_gd = _time.perf_counter() - start
     # the same on cells cut from the data before any training: each context split by the sign
     # of its strongest target mode beyond the context mean (here the tree's first split)
-    split = gg.split_cells(Y, task.context)
+    split = split_cells(Y, task.context)
     start = _time.perf_counter()
     self_consistent_split_gd = self_consistent_descent(units, X, Y, split, times, eta)
     seconds_self_consistent_split_gd = _time.perf_counter() - start
@@ -868,20 +898,7 @@ def summary(ds: xr.Dataset) -> dict[str, float | str]:
                 "rel_l2_loss",
                 "rel_l2_log_loss",
                 "rel_l2_loss_reduced",
-                "rel_l2_loss_aligned",
-                "rel_l2_loss_staged",
-                "rel_l2_log_loss_staged",
-                "rel_l2_loss_self_consistent",
-                "rel_l2_log_loss_self_consistent",
-                "rel_l2_loss_self_consistent_units",
-                "rel_l2_log_loss_self_consistent_units",
-                "rel_l2_loss_self_consistent_units_gd",
-                "rel_l2_log_loss_self_consistent_units_gd",
-                "rel_l2_loss_self_consistent_split_gd",
-                "rel_l2_log_loss_self_consistent_split_gd",
-                "rel_l2_log_loss_aligned",
-                "rel_l2_loss_scheduled",
-                "rel_l2_log_loss_scheduled",
+                *(f"rel_l2{log}_loss_{var.name}" for var in VARIANTS for log in ("", "_log")),
                 "mixed_selectivity",
             ):
                 v = cell[name].values if name in cell else np.array(np.nan)
@@ -926,25 +943,8 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                     lw=1,
                     label="ReLN (fixed gates)" if s == seed0 else None,
                 )
-                for name, color, ls, label in (
-                    ("loss_staged", "C4", "-", "ReLN (staged)"),
-                    ("loss_self_consistent", "C5", "-", "ReLN (self-consistent gates)"),
-                    ("loss_self_consistent_units", "C6", "-", "per-unit self-consistent gates"),
-                    (
-                        "loss_self_consistent_units_gd",
-                        "C8",
-                        "-",
-                        "per-unit self-consistent gates, ReLU step",
-                    ),
-                    (
-                        "loss_self_consistent_split_gd",
-                        "C9",
-                        "-",
-                        "per-unit, split contexts, ReLU step",
-                    ),
-                    ("loss_aligned", "C2", ":", "ReLN (aligned start)"),
-                    ("loss_scheduled", "C3", "-.", "ReLN (gates over time)"),
-                ):
+                for v in VARIANTS:
+                    name = f"loss_{v.name}"
                     if name not in cell:  # files written before the variant existed
                         continue
                     curve = _last_valid(cell[name].sel(seed=s))
@@ -952,10 +952,10 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                         ax.plot(
                             curve.time,
                             curve,
-                            color=color,
-                            ls=ls,
+                            color=v.color,
+                            ls=v.ls,
                             lw=1,
-                            label=label if s == seed0 else None,
+                            label=v.legend if s == seed0 else None,
                         )
             for name, text in (
                 ("global_mean_plateau", "global mean"),
@@ -969,17 +969,10 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                                 ha="right", va="bottom", fontsize=6, color="0.4")  # fmt: skip
             ax.set_yscale("log")
             errors = [f"fixed {float(cell.rel_l2_loss.mean()):.3f}"]
-            for name, short in (
-                ("rel_l2_loss_staged", "staged"),
-                ("rel_l2_loss_self_consistent", "self-cons."),
-                ("rel_l2_loss_self_consistent_units", "per-unit"),
-                ("rel_l2_loss_self_consistent_units_gd", "per-unit step"),
-                ("rel_l2_loss_self_consistent_split_gd", "split step"),
-                ("rel_l2_loss_aligned", "aligned"),
-            ):
-                values = cell.get(name, xr.DataArray(np.nan)).values
+            for v in VARIANTS:
+                values = cell.get(f"rel_l2_loss_{v.name}", xr.DataArray(np.nan)).values
                 if np.isfinite(values).any():
-                    errors.append(f"{short} {np.nanmean(values):.3f}")
+                    errors.append(f"{v.short} {np.nanmean(values):.3f}")
             if "rel_l2_seed_spread" in ds and np.isfinite(
                 ds.rel_l2_seed_spread.sel(context_count=C, depth=D)
             ):

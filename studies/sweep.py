@@ -228,6 +228,9 @@ def _client(scheduler: str | None, n_workers: int, processes: bool) -> tuple[Any
         threads_per_worker=1,
         processes=processes,
         dashboard_address=None,
+        # the scheduler serves its health routes even without a dashboard: on a free local
+        # port, not on 8787 (which a second sweep, or any dashboard, may hold)
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
         silence_logs=logging.ERROR,
     )
     return Client(cluster), cluster

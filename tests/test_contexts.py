@@ -183,6 +183,13 @@ def test_quick_preset_dataset(tmp_path) -> None:
     assert set(figs) == {"loss_depth1", "pathway_singular_values", "census", "representation"}
     summary = contexts.summary(back)
     assert "rel_l2_loss_C3_depth1" in summary and "census_C3_depth1_{1,2,3}" in summary
+    # the one table of variants names variables that exist, and drives the summary and legend
+    for v in contexts.VARIANTS:
+        assert {f"loss_{v.name}", f"rel_l2_loss_{v.name}", f"rel_l2_log_loss_{v.name}"} <= set(ds)
+    assert "rel_l2_log_loss_self_consistent_split_gd_C3_depth1" in summary
+    legend = figs["loss_depth1"].axes[0].get_legend_handles_labels()[1]
+    assert "per-unit, split contexts, ReLU step" in legend
+    assert "ReLN (gates over time)" not in legend  # NaN in the quick preset: not drawn
 
 
 def test_strongest_pathways_are_ranked_by_their_top_singular_value() -> None:

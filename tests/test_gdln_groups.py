@@ -115,36 +115,3 @@ def test_errors_name_the_problem() -> None:
     flipped = [1.0 - g for g in relu_gates(W, X)]
     with pytest.raises(ValueError, match="not the activation pattern"):
         gg.activities(W, flipped, X)
-
-
-@pytest.mark.parametrize("C", [2, 3, 5])
-def test_split_cells_walk_down_the_tree(C: int) -> None:
-    """Each cut of the context task follows the next level of its object tree: contexts ->
-    halves (first split) -> pairs -> single samples, and a cell of one sample stays whole."""
-    task = context_task(C)
-    cells = task.context
-    for level in (1, 2, 3):
-        cells = gg.split_cells(task.Y, cells)
-        span = 8 // 2**level
-        np.testing.assert_array_equal(cells, task.context * 2**level + task.obj // span)
-    np.testing.assert_array_equal(gg.split_cells(task.Y, cells), cells)
-
-
-def test_split_cells_sides_zeros_and_flat_cells() -> None:
-    # cell 0: targets 2, 0, -2, 2 -> centred 1.5, -0.5, -2.5, 1.5: samples 0 and 3 on one side;
-    # cell 1: no variation, kept whole; cell 2: centred -1, 0, 1, so its middle sample sits on
-    # the mode's zero and gets a cell of its own
-    Y = np.array([[2.0], [0.0], [-2.0], [2.0], [5.0], [5.0], [-1.0], [0.0], [1.0]])
-    partition = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2])
-    np.testing.assert_array_equal(gg.split_cells(Y, partition), [0, 1, 1, 0, 2, 2, 3, 4, 5])
-
-
-def test_split_cells_refuse_what_has_no_defined_split() -> None:
-    # three samples at the corners of a triangle: the two modes beyond the mean are equal
-    Y = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
-    with pytest.raises(ValueError, match="cell 0: its leading target mode is degenerate"):
-        gg.split_cells(Y, np.zeros(3, dtype=int))
-    with pytest.raises(ValueError, match="Y must be"):
-        gg.split_cells(np.ones(3), np.zeros(3, dtype=int))
-    with pytest.raises(ValueError, match="partition must be"):
-        gg.split_cells(Y, np.zeros(2, dtype=int))

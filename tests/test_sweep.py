@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import threading
 import time
@@ -102,14 +103,32 @@ def test_sweep_on_an_existing_scheduler(tmp_path: Path) -> None:
 
     calls = tmp_path / "calls"
     calls.mkdir()
+    local = {"dashboard_address": "127.0.0.1:0"}  # not 8787, which a running sweep may hold
     with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=None) as cluster:  # fmt: skip
+                      dashboard_address=None, scheduler_kwargs=local) as cluster:  # fmt: skip
         res = sweep.run_sweep(
             toy_cell, {"a": [1, 2], "b": [0.5]}, tmp_path / "cache",
             fixed={"calls": str(calls), "scale": 2.0}, scheduler=cluster.scheduler_address,
         )  # fmt: skip
         assert len(cluster.scheduler.workers) == 1  # the cluster was used and is still up
     np.testing.assert_allclose(res.dataset.value.sel(a=2, b=0.5), 2 * 20.5 + 2 * np.arange(3) / 2)
+
+
+def test_local_cluster_leaves_the_dashboard_port_alone(recwarn) -> None:
+    """A sweep's LocalCluster serves its health routes on a free local port: a second sweep, or
+    a dashboard on 8787, neither blocks it nor makes it warn."""
+    with socket.socket() as held:
+        try:
+            held.bind(("0.0.0.0", 8787))
+        except OSError:
+            pass  # something already holds 8787: the same situation
+        client, cluster = sweep._client(None, 1, False)
+        try:
+            assert cluster.scheduler.http_server.port != 8787
+        finally:
+            client.close()
+            cluster.close()
+    assert not [w for w in recwarn if "already in use" in str(w.message)]
 
 
 def test_cell_ids_are_stable_and_distinct() -> None:
