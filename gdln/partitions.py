@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-Array = np.ndarray
+from gdln.network import Array
 
 
 def check_partition(partition: Array, n_samples: int, n_cells: int | None = None) -> int:

@@ -49,9 +49,9 @@ rule). With one cell per sample a per-unit twin is then the ReLU network itself,
 With context cells at two hidden layers it follows the ReLU net to 0.175 / 0.093 / 0.070 / 0.087
 at C = 2 / 3 / 4 / 5 (3 seeds): closer than the flow from C = 3 on, further at C = 2, where it
 holds the context-mean plateau 2,100-4,800 epochs too long. With each context cut in two by
-its strongest target mode (``gdln.partitions.split_cells``, fixed from the data before training) it
-follows the ReLU net to 0.106 / 0.069 / 0.082 / 0.058, and holds the context-mean plateau where
-the ReLU net does; one seed in three still stalls at C = 2.
+its strongest target mode (``gdln.partitions.split_cells``, fixed from the data before
+training) it follows the ReLU net to 0.106 / 0.069 / 0.082 / 0.058, and holds the
+context-mean plateau where the ReLU net does; one seed in three still stalls at C = 2.
 """
 
 from __future__ import annotations
