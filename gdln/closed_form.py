@@ -17,10 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from gdln.network import Array
 from gdln.symbolic import antiderivative_function
 from gdln.trajectory import Trajectory
-
-Array = np.ndarray
 
 
 def _check(s: Array, u0: Array, d: Array, tau: float, depth: int) -> None:

@@ -19,9 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gdln.network import Network
-
-Array = np.ndarray
+from gdln.network import Array, Network
 
 
 @dataclass(frozen=True)

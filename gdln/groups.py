@@ -31,9 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gdln.network import Array
 from gdln.partitions import check_partition
-
-Array = np.ndarray
 
 DEFAULT_ACTIVE_THRESHOLD = 0.1
 DEFAULT_STRENGTH_FRACTION = 0.1

@@ -13,7 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
-Array = np.ndarray
+from gdln.network import Array
 
 
 class Loss(Protocol):

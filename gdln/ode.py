@@ -20,9 +20,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy.integrate import BDF, DOP853, LSODA, RK23, RK45, Radau
 
+from gdln.network import Array
 from gdln.rkc import rkc
-
-Array = np.ndarray
 
 SCIPY_SOLVERS = {
     "RK45": RK45,

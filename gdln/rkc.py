@@ -51,9 +51,8 @@ from numpy.polynomial import Chebyshev, Polynomial
 from scipy.linalg.blas import daxpy as axpy
 from scipy.linalg.blas import ddot as dot
 
+from gdln.network import Array
 from gdln.threads import vector_threads
-
-Array = np.ndarray
 
 _EPS = 2.0 / 13.0
 #: elements per block of the vector operations: a block of each of the six vectors of a stage

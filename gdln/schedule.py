@@ -15,7 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-Array = np.ndarray
+from gdln.network import Array
+
 Gates = Mapping[str, Array]
 
 

@@ -10,9 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import xarray as xr
 
-from gdln.network import Network
-
-Array = np.ndarray
+from gdln.network import Array, Network
 
 TIME_LONG_NAME = "time t (mean-loss gradient-flow clock; k GD steps of size eta sit at t = k eta)"
 

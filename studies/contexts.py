@@ -116,9 +116,13 @@ LEARNED_FRACTION = 0.5
 @dataclass(frozen=True)
 class Variant:
     """A twin variant with its own ``loss_<name>``, ``rel_l2_loss_<name>`` and
-    ``rel_l2_log_loss_<name>``: how the summary and the loss figures name and draw it."""
+    ``rel_l2_log_loss_<name>``: what the Dataset says of it (``what``, the long name of its
+    loss; ``label``, its name in the other long names) and how the summary (``short``) and the
+    loss figures (``legend``, ``color``, ``ls``) name and draw it."""
 
     name: str
+    what: str
+    label: str
     legend: str
     short: str
     color: str
@@ -127,19 +131,71 @@ class Variant:
 
 #: the variants beside the fixed-gate ReLN (``loss_theory``), in the order of the figures
 VARIANTS = (
-    Variant("staged", "ReLN (staged)", "staged", "C4"),
-    Variant("self_consistent", "ReLN (self-consistent gates)", "self-cons.", "C5"),
-    Variant("self_consistent_units", "per-unit self-consistent gates", "per-unit", "C6"),
+    Variant(
+        "staged",
+        "ReLN mean loss, staged: a linear phase of the all-context groups until the "
+        "context-mean plateau, then the final gates",
+        "staged ReLN",
+        "ReLN (staged)",
+        "staged",
+        "C4",
+    ),
+    Variant(
+        "self_consistent",
+        "ReLN mean loss, self-consistent: the final groups, each node on in a context "
+        "while its own summed pre-activation there is positive",
+        "self-consistent ReLN",
+        "ReLN (self-consistent gates)",
+        "self-cons.",
+        "C5",
+    ),
+    Variant(
+        "self_consistent_units",
+        "mean loss of the ReLU net's units from its initial weights, each on in a "
+        "context while its own summed pre-activation there is positive",
+        "per-unit self-consistent twin",
+        "per-unit self-consistent gates",
+        "per-unit",
+        "C6",
+    ),
     Variant(
         "self_consistent_units_gd",
+        "mean loss of the per-unit self-consistent twin trained by gradient descent "
+        "with the ReLU net's step, its gates re-read before every step",
+        "per-unit self-consistent twin on the ReLU net's step",
         "per-unit self-consistent gates, ReLU step",
         "per-unit step",
         "C8",
     ),
-    Variant("self_consistent_split_gd", "per-unit, split contexts, ReLU step", "split step", "C9"),
-    Variant("aligned", "ReLN (aligned start)", "aligned", "C2", ":"),
-    Variant("scheduled", "ReLN (gates over time)", "over time", "C3", "-."),
+    Variant(
+        "self_consistent_split_gd",
+        "mean loss of the per-unit self-consistent twin on the ReLU net's step, its "
+        "cells the contexts split by the sign of their strongest target mode",
+        "per-unit self-consistent twin on split contexts, ReLU step",
+        "per-unit, split contexts, ReLU step",
+        "split step",
+        "C9",
+    ),
+    Variant(
+        "aligned",
+        "ReLN mean loss, exact flow from the aligned start (depth 1; NaN at depth 2)",
+        "aligned-start ReLN",
+        "ReLN (aligned start)",
+        "aligned",
+        "C2",
+        ":",
+    ),
+    Variant(
+        "scheduled",
+        "ReLN mean loss, node gates read from the ReLU snapshots over time",
+        "scheduled-gate ReLN",
+        "ReLN (gates over time)",
+        "over time",
+        "C3",
+        "-.",
+    ),
 )
+_VARIANT = {v.name: v for v in VARIANTS}
 
 
 @dataclass(frozen=True)
@@ -270,31 +326,33 @@ def rel_l2_log(a: Array, b: Array, floor: float = 1e-6) -> float:
     return rel_l2(np.log10(a[ok]), np.log10(b[ok])) if ok.any() else np.nan
 
 
-def _variant_vars(name: str, loss: Array, loss_relu: Array, what: str, short: str) -> dict:
-    """Dataset variables of one theory variant: its mean loss ``loss_<name>`` (long name
-    ``what``) and the relative L2 errors of its loss and log10 loss against the ReLU net's
-    (``rel_l2_loss_<name>``, ``rel_l2_log_loss_<name>``; ``short`` names it there)."""
+def _variant_vars(name: str, loss: Array, loss_relu: Array) -> dict:
+    """Dataset variables of the theory variant ``name`` (a :data:`VARIANTS` entry, which gives
+    their long names): its mean loss ``loss_<name>`` and the relative L2 errors of its loss and
+    log10 loss against the ReLU net's (``rel_l2_loss_<name>``, ``rel_l2_log_loss_<name>``)."""
+    v = _VARIANT[name]
     return {
-        f"loss_{name}": _var(loss, ("time",), what),
+        f"loss_{name}": _var(loss, ("time",), v.what),
         f"rel_l2_loss_{name}": _var(
-            rel_l2(loss, loss_relu), (), f"relative L2 error of the loss curve, {short} vs ReLU"
+            rel_l2(loss, loss_relu), (), f"relative L2 error of the loss curve, {v.label} vs ReLU"
         ),
         f"rel_l2_log_loss_{name}": _var(
-            rel_l2_log(loss, loss_relu), (), f"relative L2 error of log10 loss, {short} vs ReLU"
+            rel_l2_log(loss, loss_relu), (), f"relative L2 error of log10 loss, {v.label} vs ReLU"
         ),
     }
 
 
 def _self_consistent_vars(
-    name: str, run: Any, seconds: float, loss_relu: Array, what: str, short: str, changes: str
+    name: str, run: Any, seconds: float, loss_relu: Array, changes: str
 ) -> dict:
     """:func:`_variant_vars` of a self-consistent run (``gdln.self_consistent``), with its
     count of gate changes ``<name>_switches`` (``changes`` says which, e.g. "(unit, context)
     gate changes") and its wall time ``seconds_<name>``."""
+    label = _VARIANT[name].label
     return {
-        **_variant_vars(name, run.loss, loss_relu, what, short),
-        f"{name}_switches": _var(run.n_switches.sum(), (), f"number of {changes} of the {short}"),
-        f"seconds_{name}": _var(seconds, (), f"wall time of the {short}", "s"),
+        **_variant_vars(name, run.loss, loss_relu),
+        f"{name}_switches": _var(run.n_switches.sum(), (), f"number of {changes} of the {label}"),
+        f"seconds_{name}": _var(seconds, (), f"wall time of the {label}", "s"),
     }
 
 
@@ -638,21 +696,8 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 (),
                 "relative L2 error of log10 loss, ReLN (integrate) vs ReLU",
             ),
-            **_variant_vars(
-                "aligned",
-                loss_aligned,
-                loss_relu,
-                "ReLN mean loss, exact flow from the aligned start (depth 1; NaN at depth 2)",
-                "aligned-start ReLN",
-            ),
-            **_variant_vars(
-                "staged",
-                loss_staged,
-                loss_relu,
-                "ReLN mean loss, staged: a linear phase of the all-context groups until the "
-                "context-mean plateau, then the final gates",
-                "staged ReLN",
-            ),
+            **_variant_vars("aligned", loss_aligned, loss_relu),
+            **_variant_vars("staged", loss_staged, loss_relu),
             "staged_switch_time": _var(
                 staged.switch_time,
                 (),
@@ -663,9 +708,6 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 self_consistent,
                 seconds_self_consistent,
                 loss_relu,
-                "ReLN mean loss, self-consistent: the final groups, each node on in a context "
-                "while its own summed pre-activation there is positive",
-                "self-consistent ReLN",
                 "(node, context) gate changes",
             ),
             **_self_consistent_vars(
@@ -673,9 +715,6 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 self_consistent_units,
                 seconds_self_consistent_units,
                 loss_relu,
-                "mean loss of the ReLU net's units from its initial weights, each on in a "
-                "context while its own summed pre-activation there is positive",
-                "per-unit self-consistent twin",
                 "(unit, context) gate changes",
             ),
             **_self_consistent_vars(
@@ -683,9 +722,6 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 self_consistent_units_gd,
                 seconds_self_consistent_units_gd,
                 loss_relu,
-                "mean loss of the per-unit self-consistent twin trained by gradient descent "
-                "with the ReLU net's step, its gates re-read before every step",
-                "per-unit self-consistent twin on the ReLU net's step",
                 "(unit, context) gate changes, summed over the steps,",
             ),
             **_self_consistent_vars(
@@ -693,9 +729,6 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 self_consistent_split_gd,
                 seconds_self_consistent_split_gd,
                 loss_relu,
-                "mean loss of the per-unit self-consistent twin on the ReLU net's step, its "
-                "cells the contexts split by the sign of their strongest target mode",
-                "per-unit self-consistent twin on split contexts, ReLU step",
                 "(unit, cell) gate changes, summed over the steps,",
             ),
             "n_split_cells": _var(int(split.max()) + 1, (), "cells of the split-context partition"),
@@ -712,13 +745,7 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
             "linear_plateau": _var(
                 linear_map_loss(X, Y), (), "loss of the best linear map y = A x (least squares)"
             ),
-            **_variant_vars(
-                "scheduled",
-                loss_sched,
-                loss_relu,
-                "ReLN mean loss, node gates read from the ReLU snapshots over time",
-                "scheduled-gate ReLN",
-            ),
+            **_variant_vars("scheduled", loss_sched, loss_relu),
             "rel_l2_settled": _var(
                 [rel_l2(s, loss_relu) for s in loss_settled],
                 ("settle",),

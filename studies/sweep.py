@@ -216,6 +216,11 @@ def _release_claim(claim: Path, tag: str) -> None:
         return
 
 
+#: the local scheduler serves its health routes even without a dashboard: on a free local
+#: port, not on 8787 (which a second sweep, or any dashboard, may hold)
+LOCAL_SCHEDULER = {"dashboard_address": "127.0.0.1:0"}
+
+
 def _client(scheduler: str | None, n_workers: int, processes: bool) -> tuple[Any, Any]:
     """(client, cluster): a client on an existing scheduler (cluster None), or on a new
     LocalCluster that the caller closes."""
@@ -228,9 +233,7 @@ def _client(scheduler: str | None, n_workers: int, processes: bool) -> tuple[Any
         threads_per_worker=1,
         processes=processes,
         dashboard_address=None,
-        # the scheduler serves its health routes even without a dashboard: on a free local
-        # port, not on 8787 (which a second sweep, or any dashboard, may hold)
-        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
+        scheduler_kwargs=LOCAL_SCHEDULER,
         silence_logs=logging.ERROR,
     )
     return Client(cluster), cluster

@@ -103,9 +103,8 @@ def test_sweep_on_an_existing_scheduler(tmp_path: Path) -> None:
 
     calls = tmp_path / "calls"
     calls.mkdir()
-    local = {"dashboard_address": "127.0.0.1:0"}  # not 8787, which a running sweep may hold
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                      dashboard_address=None, scheduler_kwargs=local) as cluster:  # fmt: skip
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                      scheduler_kwargs=sweep.LOCAL_SCHEDULER) as cluster:  # fmt: skip
         res = sweep.run_sweep(
             toy_cell, {"a": [1, 2], "b": [0.5]}, tmp_path / "cache",
             fixed={"calls": str(calls), "scale": 2.0}, scheduler=cluster.scheduler_address,
