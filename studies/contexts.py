@@ -96,6 +96,7 @@ from matplotlib.figure import Figure
 import gdln
 from gdln import groups as gg
 from gdln.context_task import context_task, published_context_scale
+from gdln.network import Array
 from gdln.partitions import cell_mean_loss, split_cells
 from gdln.self_consistent import self_consistent_descent, self_consistent_flow
 from gdln.staging import staged_schedule
@@ -107,7 +108,6 @@ NAME = "contexts"
 
 _GRID_FIELDS = {"contexts", "depths", "seeds", "seed"}
 _NOT_CELL = _GRID_FIELDS | {"scheduler", "workers", "processes", "cache_dir"}
-Array = np.ndarray
 DEPTHS = (1, 2, 3)
 #: a ReLU net whose final loss is not below this fraction of its initial loss has not learned
 LEARNED_FRACTION = 0.5
