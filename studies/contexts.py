@@ -98,7 +98,11 @@ from gdln import groups as gg
 from gdln.context_task import context_task, published_context_scale
 from gdln.network import Array
 from gdln.partitions import cell_mean_loss, split_cells
-from gdln.self_consistent import self_consistent_descent, self_consistent_flow
+from gdln.self_consistent import (
+    SelfConsistentFlow,
+    self_consistent_descent,
+    self_consistent_flow,
+)
 from gdln.staging import staged_schedule
 from studies import io
 from studies.config import check_numbers
@@ -132,67 +136,67 @@ class Variant:
 #: the variants beside the fixed-gate ReLN (``loss_theory``), in the order of the figures
 VARIANTS = (
     Variant(
-        "staged",
-        "ReLN mean loss, staged: a linear phase of the all-context groups until the "
+        name="staged",
+        what="ReLN mean loss, staged: a linear phase of the all-context groups until the "
         "context-mean plateau, then the final gates",
-        "staged ReLN",
-        "ReLN (staged)",
-        "staged",
-        "C4",
+        label="staged ReLN",
+        legend="ReLN (staged)",
+        short="staged",
+        color="C4",
     ),
     Variant(
-        "self_consistent",
-        "ReLN mean loss, self-consistent: the final groups, each node on in a context "
+        name="self_consistent",
+        what="ReLN mean loss, self-consistent: the final groups, each node on in a context "
         "while its own summed pre-activation there is positive",
-        "self-consistent ReLN",
-        "ReLN (self-consistent gates)",
-        "self-cons.",
-        "C5",
+        label="self-consistent ReLN",
+        legend="ReLN (self-consistent gates)",
+        short="self-cons.",
+        color="C5",
     ),
     Variant(
-        "self_consistent_units",
-        "mean loss of the ReLU net's units from its initial weights, each on in a "
+        name="self_consistent_units",
+        what="mean loss of the ReLU net's units from its initial weights, each on in a "
         "context while its own summed pre-activation there is positive",
-        "per-unit self-consistent twin",
-        "per-unit self-consistent gates",
-        "per-unit",
-        "C6",
+        label="per-unit self-consistent twin",
+        legend="per-unit self-consistent gates",
+        short="per-unit",
+        color="C6",
     ),
     Variant(
-        "self_consistent_units_gd",
-        "mean loss of the per-unit self-consistent twin trained by gradient descent "
+        name="self_consistent_units_gd",
+        what="mean loss of the per-unit self-consistent twin trained by gradient descent "
         "with the ReLU net's step, its gates re-read before every step",
-        "per-unit self-consistent twin on the ReLU net's step",
-        "per-unit self-consistent gates, ReLU step",
-        "per-unit step",
-        "C8",
+        label="per-unit self-consistent twin on the ReLU net's step",
+        legend="per-unit self-consistent gates, ReLU step",
+        short="per-unit step",
+        color="C8",
     ),
     Variant(
-        "self_consistent_split_gd",
-        "mean loss of the per-unit self-consistent twin on the ReLU net's step, its "
+        name="self_consistent_split_gd",
+        what="mean loss of the per-unit self-consistent twin on the ReLU net's step, its "
         "cells the contexts split by the sign of their strongest target mode",
-        "per-unit self-consistent twin on split contexts, ReLU step",
-        "per-unit, split contexts, ReLU step",
-        "split step",
-        "C9",
+        label="per-unit self-consistent twin on split contexts, ReLU step",
+        legend="per-unit, split contexts, ReLU step",
+        short="split step",
+        color="C9",
     ),
     Variant(
-        "aligned",
-        "ReLN mean loss, exact flow from the aligned start (depth 1; NaN at depth 2)",
-        "aligned-start ReLN",
-        "ReLN (aligned start)",
-        "aligned",
-        "C2",
-        ":",
+        name="aligned",
+        what="ReLN mean loss, exact flow from the aligned start (depth 1; NaN at depth 2)",
+        label="aligned-start ReLN",
+        legend="ReLN (aligned start)",
+        short="aligned",
+        color="C2",
+        ls=":",
     ),
     Variant(
-        "scheduled",
-        "ReLN mean loss, node gates read from the ReLU snapshots over time",
-        "scheduled-gate ReLN",
-        "ReLN (gates over time)",
-        "over time",
-        "C3",
-        "-.",
+        name="scheduled",
+        what="ReLN mean loss, node gates read from the ReLU snapshots over time",
+        label="scheduled-gate ReLN",
+        legend="ReLN (gates over time)",
+        short="over time",
+        color="C3",
+        ls="-.",
     ),
 )
 _VARIANT = {v.name: v for v in VARIANTS}
@@ -343,7 +347,7 @@ def _variant_vars(name: str, loss: Array, loss_relu: Array) -> dict:
 
 
 def _self_consistent_vars(
-    name: str, run: Any, seconds: float, loss_relu: Array, changes: str
+    name: str, run: SelfConsistentFlow, seconds: float, loss_relu: Array, changes: str
 ) -> dict:
     """:func:`_variant_vars` of a self-consistent run (``gdln.self_consistent``), with its
     count of gate changes ``<name>_switches`` (``changes`` says which, e.g. "(unit, context)
