@@ -122,7 +122,8 @@ class Variant:
     """A twin variant with its own ``loss_<name>``, ``rel_l2_loss_<name>`` and
     ``rel_l2_log_loss_<name>``: what the Dataset says of it (``what``, the long name of its
     loss; ``label``, its name in the other long names) and how the summary (``short``) and the
-    loss figures (``legend``, ``color``, ``ls``) name and draw it."""
+    loss figures (``legend``, ``color``, ``ls``) name and draw it. A self-consistent variant
+    also counts its gate changes: ``switches`` says which (empty for the others)."""
 
     name: str
     what: str
@@ -131,6 +132,7 @@ class Variant:
     short: str
     color: str
     ls: str = "-"
+    switches: str = ""
 
 
 #: the variants beside the fixed-gate ReLN (``loss_theory``), in the order of the figures
@@ -152,6 +154,7 @@ VARIANTS = (
         legend="ReLN (self-consistent gates)",
         short="self-cons.",
         color="C5",
+        switches="(node, context) gate changes",
     ),
     Variant(
         name="self_consistent_units",
@@ -161,6 +164,7 @@ VARIANTS = (
         legend="per-unit self-consistent gates",
         short="per-unit",
         color="C6",
+        switches="(unit, context) gate changes",
     ),
     Variant(
         name="self_consistent_units_gd",
@@ -170,6 +174,7 @@ VARIANTS = (
         legend="per-unit self-consistent gates, ReLU step",
         short="per-unit step",
         color="C8",
+        switches="(unit, context) gate changes, summed over the steps,",
     ),
     Variant(
         name="self_consistent_split_gd",
@@ -179,6 +184,7 @@ VARIANTS = (
         legend="per-unit, split contexts, ReLU step",
         short="split step",
         color="C9",
+        switches="(unit, cell) gate changes, summed over the steps,",
     ),
     Variant(
         name="aligned",
@@ -347,15 +353,18 @@ def _variant_vars(name: str, loss: Array, loss_relu: Array) -> dict:
 
 
 def _self_consistent_vars(
-    name: str, run: SelfConsistentFlow, seconds: float, loss_relu: Array, changes: str
+    name: str, run: SelfConsistentFlow, seconds: float, loss_relu: Array
 ) -> dict:
     """:func:`_variant_vars` of a self-consistent run (``gdln.self_consistent``), with its
-    count of gate changes ``<name>_switches`` (``changes`` says which, e.g. "(unit, context)
-    gate changes") and its wall time ``seconds_<name>``."""
-    label = _VARIANT[name].label
+    count of gate changes ``<name>_switches`` (which ones: the variant's ``switches``) and its
+    wall time ``seconds_<name>``."""
+    variant = _VARIANT[name]
+    label = variant.label
     return {
         **_variant_vars(name, run.loss, loss_relu),
-        f"{name}_switches": _var(run.n_switches.sum(), (), f"number of {changes} of the {label}"),
+        f"{name}_switches": _var(
+            run.n_switches.sum(), (), f"number of {variant.switches} of the {label}"
+        ),
         f"seconds_{name}": _var(seconds, (), f"wall time of the {label}", "s"),
     }
 
@@ -708,32 +717,25 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 "time the staged twin's linear phase reaches the context-mean plateau (NaN: never)",
             ),
             **_self_consistent_vars(
-                "self_consistent",
-                self_consistent,
-                seconds_self_consistent,
-                loss_relu,
-                "(node, context) gate changes",
+                "self_consistent", self_consistent, seconds_self_consistent, loss_relu
             ),
             **_self_consistent_vars(
                 "self_consistent_units",
                 self_consistent_units,
                 seconds_self_consistent_units,
                 loss_relu,
-                "(unit, context) gate changes",
             ),
             **_self_consistent_vars(
                 "self_consistent_units_gd",
                 self_consistent_units_gd,
                 seconds_self_consistent_units_gd,
                 loss_relu,
-                "(unit, context) gate changes, summed over the steps,",
             ),
             **_self_consistent_vars(
                 "self_consistent_split_gd",
                 self_consistent_split_gd,
                 seconds_self_consistent_split_gd,
                 loss_relu,
-                "(unit, cell) gate changes, summed over the steps,",
             ),
             "n_split_cells": _var(int(split.max()) + 1, (), "cells of the split-context partition"),
             "context_mean_plateau": _var(

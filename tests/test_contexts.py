@@ -188,6 +188,10 @@ def test_quick_preset_dataset(tmp_path) -> None:
         assert {f"loss_{v.name}", f"rel_l2_loss_{v.name}", f"rel_l2_log_loss_{v.name}"} <= set(ds)
         assert ds[f"loss_{v.name}"].attrs["long_name"] == v.what
         assert v.label in ds[f"rel_l2_loss_{v.name}"].attrs["long_name"]
+        # a variant counts its gate changes exactly when its table entry says which ones
+        assert (f"{v.name}_switches" in ds) == bool(v.switches), v.name
+        if v.switches:
+            assert v.switches in ds[f"{v.name}_switches"].attrs["long_name"]
     assert "rel_l2_log_loss_self_consistent_split_gd_C3_depth1" in summary
     legend = figs["loss_depth1"].axes[0].get_legend_handles_labels()[1]
     assert "per-unit, split contexts, ReLU step" in legend
