@@ -42,8 +42,8 @@ from studies import io, registry
 #: published figures for the "published" column, by study and row key; the docs page each
 #: study's figures come from is named above it and is the reference for them
 PUBLISHED: dict[str, dict[str, str]] = {
-    # docs/theory/reln.md, "Published numbers": relative L2 error of the theory's loss curve
-    # against the ReLU net's (Jarvis et al. 2025); two hidden layers: C = 3, over 3 seeds
+    # docs/theory/reln-measured.md, "Published numbers": relative L2 error of the theory's loss
+    # curve against the ReLU net's (Jarvis et al. 2025); two hidden layers: C = 3, over 3 seeds
     "contexts": {
         "C3 depth 1": "0.040",
         "C4 depth 1": "0.015",
