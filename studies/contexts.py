@@ -61,7 +61,8 @@ Theory variants:
   (``gdln.partitions.split_cells``): each context cut by the sign of its strongest target mode
   beyond the context mean (on the plain task the tree's first split: 2C cells of 4 objects).
   A unit that carries that mode has pre-activations of opposite signs on the two sides, which
-  a gate constant on the context cannot follow.
+  a gate constant on the context cannot follow. ``split_cuts`` cuts every cell again (the
+  ladder of docs/theory/reln-measured.md: pairs, then single samples).
 - ``scheduled`` (depths in ``schedule_depths``): the same ReLN with node gates read from the
   ReLU snapshots over time (``ReLN.gates_from``: the fraction of node v's units active on x at
   snapshot k, held from t_k until the next snapshot; ``gdln.GateSchedule``).
@@ -179,7 +180,8 @@ VARIANTS = (
     Variant(
         name="self_consistent_split_gd",
         what="mean loss of the per-unit self-consistent twin on the ReLU net's step, its "
-        "cells the contexts split by the sign of their strongest target mode",
+        "cells the contexts cut split_cuts times, each cell by the sign of its strongest "
+        "target mode",
         label="per-unit self-consistent twin on split contexts, ReLU step",
         legend="per-unit, split contexts, ReLU step",
         short="split step",
@@ -244,6 +246,9 @@ class Config:
             ``settled`` flows (absolute tolerance 1e-6 x init std).
         rtol_aligned: relative tolerance of the ``aligned`` variant (RKC).
         rtol_self_consistent: relative tolerance of the ``self_consistent`` variant (RK45).
+        split_cuts: how many times the cells of ``self_consistent_split_gd`` are cut with
+            ``gdln.partitions.split_cells``, from the contexts (plain task: 1 gives halves of
+            4 objects, 2 pairs, 3 single samples, where the twin is the ReLU net itself).
         scheduler, workers, processes, cache_dir: the sweep runner (studies.sweep).
     """
 
@@ -278,6 +283,7 @@ class Config:
     rtol: float = 1e-4
     rtol_aligned: float = 1e-4
     rtol_self_consistent: float = 1e-6
+    split_cuts: int = 1
     scheduler: str | None = None
     workers: int = 2
     processes: bool = False
@@ -292,7 +298,7 @@ class Config:
                 *(f"init_std_{d}" for d in DEPTHS),
             ),
             counts=("contexts", "depths", "seeds", "n_times", "n_sv", "n_pathways", "workers",
-                    "reduce_max_paths", *sizes),
+                    "reduce_max_paths", "split_cuts", *sizes),
             nonnegative=("seed", "n_settle"),
         )  # fmt: skip
         if not self.contexts or min(self.contexts) < 2:
@@ -637,8 +643,11 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
     self_consistent_units_gd = self_consistent_descent(units, X, Y, task.context, times, eta)
     seconds_self_consistent_units_gd = _time.perf_counter() - start
     # the same on cells cut from the data before any training: each context split by the sign
-    # of its strongest target mode beyond the context mean (here the tree's first split)
-    split = split_cells(Y, task.context)
+    # of its strongest target mode beyond the context mean (here the tree's first split), and
+    # each cell again, split_cuts times in all
+    split = task.context
+    for _ in range(cfg["split_cuts"]):
+        split = split_cells(Y, split)
     start = _time.perf_counter()
     self_consistent_split_gd = self_consistent_descent(units, X, Y, split, times, eta)
     seconds_self_consistent_split_gd = _time.perf_counter() - start
@@ -738,6 +747,9 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 loss_relu,
             ),
             "n_split_cells": _var(int(split.max()) + 1, (), "cells of the split-context partition"),
+            "split_cuts": _var(
+                cfg["split_cuts"], (), "times the contexts were cut into the split-context cells"
+            ),
             "context_mean_plateau": _var(
                 staged.plateau,
                 (),

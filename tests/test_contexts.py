@@ -232,3 +232,19 @@ def test_seed_spread_is_the_mean_pairwise_relative_l2() -> None:
 def test_plateaus_of_the_context_task() -> None:
     task = context_task(3)
     assert contexts.linear_map_loss(task.X, task.Y) * 24 == pytest.approx(17.0)
+
+
+def test_split_twin_cut_down_to_single_samples_is_the_relu_net() -> None:
+    """``split_cuts`` walks the ladder contexts -> halves -> pairs -> samples; with one cell per
+    sample the per-unit twin on the ReLU step gates every unit as the ReLU net does, so its loss
+    curve is the ReLU net's (a short run: 1,500 steps at C = 2)."""
+    settings = _cell_settings(steps_1=1500, n_times=31, n_settle=0)
+    for cuts, cells in ((2, 8), (3, 16)):
+        ds = contexts.context_cell(2, 1, 0, **{**settings, "split_cuts": cuts})
+        assert int(ds.n_split_cells) == cells and int(ds.split_cuts) == cuts
+        relu, twin = ds.loss_relu.values, ds.loss_self_consistent_split_gd.values
+        assert relu[-1] < 0.8 * relu[0]  # the run learns, so the gates do switch
+        if cuts == 3:
+            np.testing.assert_allclose(twin, relu, rtol=1e-9)
+        else:  # pairs: gates tied on two samples, a different curve
+            assert float(ds.rel_l2_loss_self_consistent_split_gd) > 1e-6
