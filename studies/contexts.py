@@ -763,6 +763,12 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
             "linear_plateau": _var(
                 linear_map_loss(X, Y), (), "loss of the best linear map y = A x (least squares)"
             ),
+            "split_cell_plateau": _var(
+                cell_mean_loss(Y, split),
+                (),
+                "cell-mean plateau of the split-context cells, (1/2P) sum ||y - mean y of its "
+                "cell||^2",
+            ),
             **_variant_vars("scheduled", loss_sched, loss_relu),
             "rel_l2_settled": _var(
                 [rel_l2(s, loss_relu) for s in loss_settled],
@@ -1006,6 +1012,7 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
                 ("global_mean_plateau", "global mean"),
                 ("context_mean_plateau", "context means"),
                 ("linear_plateau", "best linear"),
+                ("split_cell_plateau", "split-cell means"),
             ):
                 if name in cell and np.isfinite(cell[name].values).any():
                     level = float(np.nanmean(cell[name].values))

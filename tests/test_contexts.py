@@ -242,6 +242,9 @@ def test_split_twin_cut_down_to_single_samples_is_the_relu_net() -> None:
     for cuts, cells in ((2, 8), (3, 16)):
         ds = contexts.context_cell(2, 1, 0, **{**settings, "split_cuts": cuts})
         assert int(ds.n_split_cells) == cells and int(ds.split_cuts) == cuts
+        # the ladder's plateaus, summed: 10C for halves, 4C for pairs, 0 for samples
+        summed = float(ds.split_cell_plateau) * int(ds.n_samples)
+        assert summed == pytest.approx({2: 8.0, 3: 0.0}[cuts], abs=1e-9)
         relu, twin = ds.loss_relu.values, ds.loss_self_consistent_split_gd.values
         assert relu[-1] < 0.8 * relu[0]  # the run learns, so the gates do switch
         if cuts == 3:

@@ -49,6 +49,12 @@ def test_cell_mean_loss_is_the_plateau_of_the_cell_means() -> None:
     assert cell_mean_loss(task.Y, task.context) * 24 == pytest.approx(51.0)
     assert cell_mean_loss(task.Y, np.zeros(24, dtype=int)) * 24 == pytest.approx(66.0)
     assert cell_mean_loss(task.Y, np.arange(24)) == 0.0
+    # down the split_cells ladder: halves leave 10C = 30, pairs 4C = 12, single samples 0
+    halves = split_cells(task.Y, task.context)
+    pairs = split_cells(task.Y, halves)
+    assert cell_mean_loss(task.Y, halves) * 24 == pytest.approx(30.0)
+    assert cell_mean_loss(task.Y, pairs) * 24 == pytest.approx(12.0)
+    assert cell_mean_loss(task.Y, split_cells(task.Y, pairs)) == pytest.approx(0.0, abs=1e-15)
 
 
 def test_check_partition_names_what_is_wrong() -> None:
