@@ -34,6 +34,15 @@ as failed (run the sweep again later to pick them up): a sweep never hangs on a 
 sweeps that find the same stale claim at the same instant may both compute that cell; both
 write the same result atomically, so this costs time only. A sweep starts by removing the
 partial files of killed processes from its cache folder (:func:`studies.io.remove_stale`).
+
+Writing without the scheduler. xarray picks the lock of a netCDF write by asking dask which
+scheduler is active; inside a task of a distributed cluster that question opens a second client
+to the scheduler from the worker (a second per write, measured) and the write then takes a
+distributed lock held through the scheduler, a known source of deadlocks when files are written
+from tasks. A sweep therefore runs under dask's synchronous scheduler setting (workers of a
+LocalCluster started by the sweep inherit it) and its client is not made the default one: a
+cell's file is written under a lock of its own process (:data:`_HDF5_LOCK` and xarray's),
+never through the scheduler. Cells that compute dask collections run them in their own thread.
 """
 
 from __future__ import annotations
@@ -55,6 +64,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import dask
 import xarray as xr
 
 from studies import io
@@ -227,7 +237,7 @@ def _client(scheduler: str | None, n_workers: int, processes: bool) -> tuple[Any
     from distributed import Client, LocalCluster
 
     if scheduler:
-        return Client(scheduler, timeout="30s"), None
+        return Client(scheduler, timeout="30s", set_as_default=False), None
     cluster = LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,
@@ -236,7 +246,7 @@ def _client(scheduler: str | None, n_workers: int, processes: bool) -> tuple[Any
         scheduler_kwargs=LOCAL_SCHEDULER,
         silence_logs=logging.ERROR,
     )
-    return Client(cluster), cluster
+    return Client(cluster, set_as_default=False), cluster
 
 
 def _with_cell_coords(ds: xr.Dataset, cell: Mapping[str, Any]) -> xr.Dataset:
@@ -304,70 +314,72 @@ def run_sweep(
     running: dict[Any, str] = {}  # future -> cell id
     client = cluster = None
     idle_since = time.monotonic()  # since when this sweep only waits for other sweeps
-    try:
-        while waiting or running:
-            for cid in list(waiting):
-                try:
-                    ds = _read_cell(path[cid])
-                except io.ResultFileError:
-                    ds = None  # unreadable: removed and recomputed under the claim below
-                if ds is None:
-                    owner = _take_claim(claim[cid], tag)
-                    if owner is not None:
-                        owners[cid] = owner
-                        continue
-                    held.add(cid)
-                    ds = _load_claimed(path[cid])  # it may have come in meanwhile
-                idle_since = time.monotonic()
-                cell = waiting.pop(cid)
-                if ds is not None:
-                    loaded[cid] = ds
-                    result.reused.append(cell)
-                    if cid in held:
-                        _release_claim(claim[cid], tag)
-                        held.discard(cid)
-                    continue
-                if client is None:
-                    client, cluster = _client(scheduler, n_workers, processes)
-                key = f"cell-{cid}-{key_suffix}"
-                future = client.submit(
-                    _run_cell, func, cell, fixed, str(path[cid]), pure=False, key=key
-                )
-                running[future] = cid
-            for future in [f for f in running if f.done()]:
-                cid = running.pop(future)
-                if future.status == "finished":
-                    ds = _load_claimed(path[cid])
+    # the module docstring: no cell file is written through the scheduler
+    with dask.config.set(scheduler="synchronous"):
+        try:
+            while waiting or running:
+                for cid in list(waiting):
+                    try:
+                        ds = _read_cell(path[cid])
+                    except io.ResultFileError:
+                        ds = None  # unreadable: removed and recomputed under the claim below
                     if ds is None:
-                        error = f"ResultFileError: the cell's file {path[cid]} cannot be read"
-                        result.failures.append(CellFailure(cells[cid], error))
-                    else:
+                        owner = _take_claim(claim[cid], tag)
+                        if owner is not None:
+                            owners[cid] = owner
+                            continue
+                        held.add(cid)
+                        ds = _load_claimed(path[cid])  # it may have come in meanwhile
+                    idle_since = time.monotonic()
+                    cell = waiting.pop(cid)
+                    if ds is not None:
                         loaded[cid] = ds
-                        result.computed.append(cells[cid])
-                else:
-                    result.failures.append(CellFailure(cells[cid], _error_text(future)))
-                _release_claim(claim[cid], tag)
-                held.discard(cid)
-            if running:
-                idle_since = time.monotonic()
-            elif waiting and time.monotonic() - idle_since > wait_timeout:
-                for cid, cell in waiting.items():
-                    error = (
-                        f"TimeoutError: this cell is claimed by {owners[cid]} ({claim[cid]}), "
-                        f"which gave no result in {wait_timeout:g} s; run the sweep again to "
-                        "reuse it"
+                        result.reused.append(cell)
+                        if cid in held:
+                            _release_claim(claim[cid], tag)
+                            held.discard(cid)
+                        continue
+                    if client is None:
+                        client, cluster = _client(scheduler, n_workers, processes)
+                    key = f"cell-{cid}-{key_suffix}"
+                    future = client.submit(
+                        _run_cell, func, cell, fixed, str(path[cid]), pure=False, key=key
                     )
-                    result.failures.append(CellFailure(cell, error))
-                waiting.clear()
-            if waiting or running:
-                time.sleep(_POLL)
-    finally:
-        for cid in held:
-            _release_claim(claim[cid], tag)
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
+                    running[future] = cid
+                for future in [f for f in running if f.done()]:
+                    cid = running.pop(future)
+                    if future.status == "finished":
+                        ds = _load_claimed(path[cid])
+                        if ds is None:
+                            error = f"ResultFileError: the cell's file {path[cid]} cannot be read"
+                            result.failures.append(CellFailure(cells[cid], error))
+                        else:
+                            loaded[cid] = ds
+                            result.computed.append(cells[cid])
+                    else:
+                        result.failures.append(CellFailure(cells[cid], _error_text(future)))
+                    _release_claim(claim[cid], tag)
+                    held.discard(cid)
+                if running:
+                    idle_since = time.monotonic()
+                elif waiting and time.monotonic() - idle_since > wait_timeout:
+                    for cid, cell in waiting.items():
+                        error = (
+                            f"TimeoutError: this cell is claimed by {owners[cid]} ({claim[cid]}), "
+                            f"which gave no result in {wait_timeout:g} s; run the sweep again to "
+                            "reuse it"
+                        )
+                        result.failures.append(CellFailure(cell, error))
+                    waiting.clear()
+                if waiting or running:
+                    time.sleep(_POLL)
+        finally:
+            for cid in held:
+                _release_claim(claim[cid], tag)
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
     if not loaded:
         msgs = "; ".join(f"{f.cell}: {f.error.splitlines()[0]}" for f in result.failures)
         raise RuntimeError(f"every cell of the sweep failed: {msgs}")

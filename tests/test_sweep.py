@@ -65,6 +65,34 @@ def test_sweep_on_two_workers_with_a_failing_cell(tmp_path: Path) -> None:
     assert len(calls_in(calls)) == 8
 
 
+def scheduler_seen_cell(a: int) -> xr.Dataset:
+    """A cell that records which scheduler xarray's netCDF writer sees in its worker, and
+    whether that question opened a client from the worker."""
+    from distributed import get_worker
+    from xarray.backends.locks import get_dask_scheduler
+
+    seen = get_dask_scheduler()
+    opened = get_worker()._client is not None
+    return xr.Dataset({"threaded": ((), float(seen == "threaded")), "opened": ((), float(opened))})
+
+
+@pytest.mark.parametrize("processes", [False, True])
+def test_cell_files_are_written_without_the_scheduler(tmp_path: Path, processes: bool) -> None:
+    """Cell files are written under a lock of the worker's own process: xarray sees the
+    synchronous scheduler in the worker, and no client is opened from a worker (inside a
+    distributed task xarray would otherwise take a distributed lock through the scheduler,
+    which can deadlock). The setting ends with the sweep."""
+    import dask
+
+    res = sweep.run_sweep(
+        scheduler_seen_cell, {"a": [1, 2]}, tmp_path / "cache", n_workers=2, processes=processes
+    )
+    assert not res.failures
+    np.testing.assert_array_equal(res.dataset.threaded, [1, 1])
+    np.testing.assert_array_equal(res.dataset.opened, [0, 0])
+    assert dask.config.get("scheduler", None) is None
+
+
 def test_every_cell_failing_raises(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="every cell"):
         sweep.run_sweep(
