@@ -35,8 +35,9 @@ def check_partition(partition: Array, n_samples: int, n_cells: int | None = None
     return n
 
 
-def split_cells(Y: Array, partition: Array, rtol: float = 1e-9) -> Array:
-    """Each cell of ``partition`` cut by the sign of its own strongest target mode beyond the mean.
+def split_cells(Y: Array, partition: Array, cuts: int = 1, rtol: float = 1e-9) -> Array:
+    """Each cell of ``partition`` cut by the sign of its own strongest target mode beyond the
+    mean, and the cells so made cut again, ``cuts`` times in all (0 returns the partition).
 
     For cell c with samples S_c and centred targets Yc = Y[S_c] - mean_{S_c} y, the leading
     left singular vector u of Yc is the samples' coordinate on the strongest linear mode of the
@@ -45,8 +46,8 @@ def split_cells(Y: Array, partition: Array, rtol: float = 1e-9) -> Array:
     within ``rtol`` of max |u|, when some samples sit on the mode's zero). A unit that carries
     this mode has a pre-activation of one sign on each side, so these are the coarsest cells on
     which a sign gate can follow it. On the context task the cut of a context is the tree's
-    first split (objects 0-3 | 4-7, ``gdln.context_task``); cutting again gives the next
-    level, down to one sample per cell.
+    first split (objects 0-3 | 4-7, ``gdln.context_task``); each further cut gives the next
+    level: halves, pairs, then one sample per cell at ``cuts=3``.
 
     New cells are numbered by old cell, and within an old cell in the order in which their
     first samples appear. A cell whose targets do not vary is kept whole. A leading mode that
@@ -56,8 +57,18 @@ def split_cells(Y: Array, partition: Array, rtol: float = 1e-9) -> Array:
     Y = np.asarray(Y, dtype=np.float64)
     if Y.ndim != 2:
         raise ValueError(f"Y must be (sample, out), got shape {Y.shape}")
+    if isinstance(cuts, bool) or not isinstance(cuts, int | np.integer) or cuts < 0:
+        raise ValueError(f"cuts must be an integer >= 0, got {cuts!r}")
     partition = np.asarray(partition)
-    n = check_partition(partition, Y.shape[0])
+    check_partition(partition, Y.shape[0])
+    for _ in range(cuts):
+        partition = _cut(Y, partition, rtol)
+    return partition
+
+
+def _cut(Y: Array, partition: Array, rtol: float) -> Array:
+    """One cut of :func:`split_cells`."""
+    n = int(partition.max()) + 1
     side = np.zeros(Y.shape[0], dtype=int)  # sign of each sample on its cell's mode
     for c in range(n):
         members = np.flatnonzero(partition == c)

@@ -645,9 +645,7 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
     # the same on cells cut from the data before any training: each context split by the sign
     # of its strongest target mode beyond the context mean (here the tree's first split), and
     # each cell again, split_cuts times in all
-    split = task.context
-    for _ in range(cfg["split_cuts"]):
-        split = split_cells(Y, split)
+    split = split_cells(Y, task.context, cuts=cfg["split_cuts"])
     start = _time.perf_counter()
     self_consistent_split_gd = self_consistent_descent(units, X, Y, split, times, eta)
     seconds_self_consistent_split_gd = _time.perf_counter() - start

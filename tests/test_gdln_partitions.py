@@ -18,6 +18,9 @@ def test_split_cells_walk_down_the_tree(C: int) -> None:
         span = 8 // 2**level
         np.testing.assert_array_equal(cells, task.context * 2**level + task.obj // span)
     np.testing.assert_array_equal(split_cells(task.Y, cells), cells)
+    # cuts=k is k cuts in a row; 0 leaves the partition as it is
+    np.testing.assert_array_equal(split_cells(task.Y, task.context, cuts=3), cells)
+    np.testing.assert_array_equal(split_cells(task.Y, task.context, cuts=0), task.context)
 
 
 def test_split_cells_sides_zeros_and_flat_cells() -> None:
@@ -41,6 +44,8 @@ def test_split_cells_refuse_what_has_no_defined_split() -> None:
         split_cells(np.ones(3), np.zeros(3, dtype=int))
     with pytest.raises(ValueError, match="partition must be"):
         split_cells(Y, np.zeros(2, dtype=int))
+    with pytest.raises(ValueError, match="cuts must be an integer >= 0, got -1"):
+        split_cells(Y, np.zeros(3, dtype=int), cuts=-1)
 
 
 def test_cell_mean_loss_is_the_plateau_of_the_cell_means() -> None:
@@ -51,7 +56,7 @@ def test_cell_mean_loss_is_the_plateau_of_the_cell_means() -> None:
     assert cell_mean_loss(task.Y, np.arange(24)) == 0.0
     # down the split_cells ladder: halves leave 10C = 30, pairs 4C = 12, single samples 0
     halves = split_cells(task.Y, task.context)
-    pairs = split_cells(task.Y, halves)
+    pairs = split_cells(task.Y, task.context, cuts=2)
     assert cell_mean_loss(task.Y, halves) * 24 == pytest.approx(30.0)
     assert cell_mean_loss(task.Y, pairs) * 24 == pytest.approx(12.0)
     assert cell_mean_loss(task.Y, split_cells(task.Y, pairs)) == pytest.approx(0.0, abs=1e-15)
