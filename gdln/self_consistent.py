@@ -52,11 +52,18 @@ holds the context-mean plateau 2,100-4,800 epochs too long. With each context cu
 its strongest target mode (``gdln.partitions.split_cells``, fixed from the data before
 training) it follows the ReLU net to 0.106 / 0.069 / 0.082 / 0.058, and holds the
 context-mean plateau where the ReLU net does; one seed in three still stalls at C = 2.
+
+**Cells per layer.** ``partition`` may also give one partition per hidden layer
+(:func:`layer_partitions`), so that one layer is gated per sample, as the ReLU net's, while
+another pools cells. This is a diagnostic, not a cheaper twin: at two hidden layers on the
+split cells (C = 2 and 3, 3 seeds) the first layer per sample brings the twin to 0.085 / 0.040
+of the ReLU net, the second per sample to 0.064 / 0.067, and the stall at C = 2 comes from the
+second layer's pooling (docs/theory/reln-measured.md, "Which layer's pooling costs what").
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,21 +73,43 @@ from gdln.network import Array
 from gdln.partitions import check_partition
 from gdln.twin import ReLN
 
+#: cell labels (sample,) shared by every hidden layer, or one such array per hidden layer
+Partitions = Array | Sequence[Array]
+
+
+def layer_partitions(twin: ReLN, partition: Partitions, n_samples: int) -> list[Array]:
+    """The partition of each hidden layer: ``partition`` itself for every layer if it is one
+    array of cell labels (sample,), or its entries, one per hidden layer from the input (so a
+    layer can be gated per sample, ``np.arange(n_samples)``, while another pools cells).
+    ValueError names a wrong count of layers or a wrong partition."""
+    if len(partition) == 0 or np.ndim(partition[0]) == 0:  # one array of labels
+        parts = [np.asarray(partition)] * twin.depth
+    else:
+        parts = [np.asarray(p) for p in partition]
+        if len(parts) != twin.depth:
+            raise ValueError(
+                f"one partition per hidden layer: the twin has {twin.depth}, got {len(parts)}"
+            )
+    for p in parts:
+        check_partition(p, n_samples)
+    return parts
+
 
 def sign_gates(
-    twin: ReLN, weights: Mapping[str, Array], X: Array, partition: Array
+    twin: ReLN, weights: Mapping[str, Array], X: Array, partition: Partitions
 ) -> dict[str, Array]:
     """{hidden node: 0/1 gates} read layer by layer from the input at the weights given
     (module docstring): for a grouped twin (sample,), g_v(x) = 1[group pre-activation of v on
-    cell(x) > 0]; for a per-unit twin (sample, unit), each unit's own summed pre-activation."""
+    cell(x) > 0]; for a per-unit twin (sample, unit), each unit's own summed pre-activation.
+    ``partition``: the cells of every layer, or one partition per hidden layer
+    (:func:`layer_partitions`)."""
     per_unit = twin.groups is None
-    partition = np.asarray(partition)
-    n = check_partition(partition, X.shape[0])
-    onehot = np.eye(n)[partition]  # (sample, cell)
+    parts = layer_partitions(twin, partition, X.shape[0])
     net = twin.network
     h: dict[str, Array] = {"x": np.asarray(X, dtype=np.float64)}
     gates: dict[str, Array] = {}
-    for nodes in twin.layer_nodes:
+    for nodes, partition in zip(twin.layer_nodes, parts, strict=True):
+        onehot = np.eye(int(partition.max()) + 1)[partition]  # (sample, cell)
         for v in nodes:
             a = sum(h[e.source] @ weights[e.name].T for e in net.incoming(v))
             # summed over the samples of each cell, and over the node's units for a group
@@ -101,7 +130,8 @@ class SelfConsistentFlow:
         n_switches: (time,) number of (node, cell) gates, or (unit, cell) gates of a per-unit
             twin, that changed at each check (0 at the first record); on the step of a
             gradient-descent run, the changes of every step since the previous record.
-        gates: {hidden node: (time, cell)} 0/1, each node's gate on each cell over time
+        gates: {hidden node: (time, cell)} 0/1, each node's gate on each cell of its layer's
+            partition over time
             ((time, cell, unit) for a per-unit twin).
     """
 
@@ -116,19 +146,24 @@ class _GateLog:
     their values at every record (``record``, a run's callback) and the count of (node or
     unit, cell) changes since the previous record."""
 
-    def __init__(self, twin: ReLN, X: Array, partition: Array) -> None:
-        self.twin, self.X, self.partition = twin, X, np.asarray(partition)
-        n = check_partition(self.partition, X.shape[0])
-        self.first = np.array([np.flatnonzero(self.partition == c)[0] for c in range(n)])
-        self.gates = sign_gates(twin, twin.initial, X, self.partition)
-        self.history = {v: [g[self.first]] for v, g in self.gates.items()}
+    def __init__(self, twin: ReLN, X: Array, partition: Partitions) -> None:
+        self.twin, self.X = twin, X
+        self.parts = layer_partitions(twin, partition, X.shape[0])
+        # the first sample of each cell of each node's layer: where its gate on the cell is read
+        self.first = {
+            v: np.unique(part, return_index=True)[1]
+            for nodes, part in zip(twin.layer_nodes, self.parts, strict=True)
+            for v in nodes
+        }
+        self.gates = sign_gates(twin, twin.initial, X, self.parts)
+        self.history = {v: [g[self.first[v]]] for v, g in self.gates.items()}
         self.changes = [0]
 
     def rule(self, _: float, weights: dict[str, Array]) -> dict[str, Array]:
-        new = sign_gates(self.twin, weights, self.X, self.partition)
+        new = sign_gates(self.twin, weights, self.X, self.parts)
         first = self.first
         self.changes[-1] += sum(
-            int(np.abs(new[v][first] - self.gates[v][first]).sum()) for v in new
+            int(np.abs(new[v][first[v]] - self.gates[v][first[v]]).sum()) for v in new
         )
         self.gates = new
         return new
@@ -136,7 +171,7 @@ class _GateLog:
     def record(self, k: int, *_: object) -> None:
         if k:  # the gates in force at record k close the count of their changes
             for v, g in self.gates.items():
-                self.history[v].append(g[self.first])
+                self.history[v].append(g[self.first[v]])
             self.changes.append(0)
 
     def result(self, times: Array, loss: Array) -> SelfConsistentFlow:
@@ -156,7 +191,7 @@ def self_consistent_flow(
     twin: ReLN,
     X: Array,
     Y: Array,
-    partition: Array,
+    partition: Partitions,
     times: Array,
     solver: str = "RK45",
     rtol: float = 1e-6,
@@ -176,7 +211,7 @@ def self_consistent_flow(
 
 
 def self_consistent_descent(
-    twin: ReLN, X: Array, Y: Array, partition: Array, times: Array, eta: float
+    twin: ReLN, X: Array, Y: Array, partition: Partitions, times: Array, eta: float
 ) -> SelfConsistentFlow:
     """The twin learning by gradient descent with step ``eta`` (the experiment's:
     ``gdln.gradient_descent``), its gates re-read by :func:`sign_gates` before every step;

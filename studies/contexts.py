@@ -62,7 +62,9 @@ Theory variants:
   beyond the context mean (on the plain task the tree's first split: 2C cells of 4 objects).
   A unit that carries that mode has pre-activations of opposite signs on the two sides, which
   a gate constant on the context cannot follow. ``split_cuts`` cuts every cell again (the
-  ladder of docs/theory/reln-measured.md: pairs, then single samples).
+  ladder of docs/theory/reln-measured.md: pairs, then single samples). The hidden layers in
+  ``split_sample_layers`` are gated per sample instead, as the ReLU net's are: a diagnostic
+  of which layer's pooling costs what, not a cheaper twin.
 - ``scheduled`` (depths in ``schedule_depths``): the same ReLN with node gates read from the
   ReLU snapshots over time (``ReLN.gates_from``: the fraction of node v's units active on x at
   snapshot k, held from t_k until the next snapshot; ``gdln.GateSchedule``).
@@ -249,6 +251,10 @@ class Config:
         split_cuts: how many times the cells of ``self_consistent_split_gd`` are cut with
             ``gdln.partitions.split_cells``, from the contexts (plain task: 1 gives halves of
             4 objects, 2 pairs, 3 single samples, where the twin is the ReLU net itself).
+        split_sample_layers: hidden layers (1 = the first from the input) of
+            ``self_consistent_split_gd`` gated per sample instead of on its cells; layers
+            deeper than a cell's depth are left out there. With every layer of a depth listed
+            the twin is the ReLU net itself.
         scheduler, workers, processes, cache_dir: the sweep runner (studies.sweep).
     """
 
@@ -284,6 +290,7 @@ class Config:
     rtol_aligned: float = 1e-4
     rtol_self_consistent: float = 1e-6
     split_cuts: int = 1
+    split_sample_layers: tuple[int, ...] = ()
     scheduler: str | None = None
     workers: int = 2
     processes: bool = False
@@ -310,6 +317,11 @@ class Config:
         if self.context_scaling not in ("none", "published"):
             raise ValueError(
                 f"context_scaling must be 'none' or 'published', not {self.context_scaling!r}"
+            )
+        layers = self.split_sample_layers
+        if len(set(layers)) != len(layers) or not set(layers) <= set(DEPTHS):
+            raise ValueError(
+                f"split_sample_layers must be distinct hidden layers among {DEPTHS}, got {layers}"
             )
         if self.solver not in gdln.ode.SOLVERS:
             raise ValueError(f"solver must be one of {list(gdln.ode.SOLVERS)}, got {self.solver!r}")
@@ -646,8 +658,11 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
     # of its strongest target mode beyond the context mean (here the tree's first split), and
     # each cell again, split_cuts times in all
     split = split_cells(Y, task.context, cuts=cfg["split_cuts"])
+    # the layers gated per sample instead (a diagnostic: config docstring)
+    per_sample = [layer for layer in cfg["split_sample_layers"] if layer <= depth]
+    split_layers = [np.arange(P) if layer in per_sample else split for layer in range(1, depth + 1)]
     start = _time.perf_counter()
-    self_consistent_split_gd = self_consistent_descent(units, X, Y, split, times, eta)
+    self_consistent_split_gd = self_consistent_descent(units, X, Y, split_layers, times, eta)
     seconds_self_consistent_split_gd = _time.perf_counter() - start
     # node gates read from the ReLU snapshots over time
     loss_sched = np.full(T, np.nan)
@@ -747,6 +762,11 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
             "n_split_cells": _var(int(split.max()) + 1, (), "cells of the split-context partition"),
             "split_cuts": _var(
                 cfg["split_cuts"], (), "times the contexts were cut into the split-context cells"
+            ),
+            "split_layer_per_sample": _var(
+                [float(layer in per_sample) for layer in range(1, depth + 1)],
+                ("layer",),
+                "1 if the split twin gates this hidden layer per sample, 0 if on its cells",
             ),
             "context_mean_plateau": _var(
                 staged.plateau,

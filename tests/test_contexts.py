@@ -229,6 +229,22 @@ def test_seed_spread_is_the_mean_pairwise_relative_l2() -> None:
     assert np.isnan(float(contexts.seed_spread(loss.isel(seed=[0])).squeeze()))
 
 
+def test_split_twin_with_every_layer_per_sample_is_the_relu_net() -> None:
+    """``split_sample_layers`` gates the listed hidden layers of the split twin per sample; at
+    depth 1 with layer 1 listed no cell is pooled, so the twin is the ReLU net (1,500 steps at
+    C = 2), and the Dataset says which layers were gated per sample. Layers that are not hidden
+    layers of the study, or listed twice, are refused."""
+    settings = _cell_settings(steps_1=1500, n_times=31, n_settle=0, split_sample_layers=(1,))
+    ds = contexts.context_cell(2, 1, 0, **settings)
+    np.testing.assert_array_equal(ds.split_layer_per_sample, [1.0])
+    relu = ds.loss_relu.values
+    assert relu[-1] < 0.8 * relu[0]
+    np.testing.assert_allclose(ds.loss_self_consistent_split_gd, relu, rtol=1e-9)
+    for bad in ((0,), (1, 1), (4,)):
+        with pytest.raises(ValueError, match="split_sample_layers must be distinct hidden layers"):
+            dataclasses.replace(contexts.PRESETS["quick"], split_sample_layers=bad)
+
+
 def test_plateaus_of_the_context_task() -> None:
     task = context_task(3)
     assert contexts.linear_map_loss(task.X, task.Y) * 24 == pytest.approx(17.0)

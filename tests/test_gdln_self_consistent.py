@@ -7,7 +7,12 @@ import pytest
 
 import gdln
 from gdln.context_task import context_task
-from gdln.self_consistent import self_consistent_descent, self_consistent_flow, sign_gates
+from gdln.self_consistent import (
+    layer_partitions,
+    self_consistent_descent,
+    self_consistent_flow,
+    sign_gates,
+)
 
 FLOW = {"solver": "RK45", "rtol": 1e-10, "atol": 1e-12}
 
@@ -218,3 +223,53 @@ def test_descent_needs_record_times_on_the_steps() -> None:
     units, task = unit_twin([0b111, 0b011])
     with pytest.raises(ValueError, match="multiples of the step"):
         self_consistent_descent(units, task.X, task.Y, task.context, [0.0, 0.25, 0.6], 0.5)
+
+
+def two_layer_units(seed: int = 2) -> tuple:
+    """A per-unit twin with two hidden layers (11 -> 10 -> 8 -> 60) on the task of 3 contexts,
+    random weights large enough that its gates switch within a few hundred steps."""
+    task = context_task(3)
+    rng = np.random.default_rng(seed)
+    W = [0.4 * rng.standard_normal(shape) for shape in ((10, 11), (8, 10), (60, 8))]
+    a1 = task.X @ W[0].T
+    D = [(a1 > 0).astype(float), (np.maximum(a1, 0) @ W[1].T > 0).astype(float)]
+    return gdln.ReLN.from_gates(W, D), task
+
+
+def test_cells_per_layer() -> None:
+    """One partition per hidden layer: each layer is gated on its own cells. The same
+    partition given for every layer is the single partition, run for run; per-sample cells in
+    layer 1 and contexts in layer 2 give per-sample gates in layer 1 and gates constant on each
+    context in layer 2 (each unit's sign summed there), and a run that is neither uniform one."""
+    units, task = two_layer_units()
+    eta, times = 0.2, 0.2 * np.arange(301)
+    samples = np.arange(24)
+    single = self_consistent_descent(units, task.X, task.Y, task.context, times, eta)
+    listed = self_consistent_descent(
+        units, task.X, task.Y, [task.context, task.context], times, eta
+    )
+    np.testing.assert_array_equal(listed.loss, single.loss)
+    np.testing.assert_array_equal(listed.n_switches, single.n_switches)
+    mixed_cells = [samples, task.context]
+    gates = sign_gates(units, units.initial, task.X, mixed_cells)
+    v1, v2 = (nodes[0] for nodes in units.layer_nodes)
+    a1 = task.X @ units.initial[units.network.incoming(v1)[0].name].T
+    np.testing.assert_array_equal(gates[v1], (a1 > 0).astype(float))
+    a2 = (gates[v1] * a1) @ units.initial[units.network.incoming(v2)[0].name].T
+    summed = np.stack([a2[task.context == c].sum(axis=0) for c in range(3)])
+    np.testing.assert_array_equal(gates[v2], (summed[task.context] > 0).astype(float))
+    mixed = self_consistent_descent(units, task.X, task.Y, mixed_cells, times, eta)
+    fine = self_consistent_descent(units, task.X, task.Y, samples, times, eta)
+    assert mixed.n_switches.sum() > 0
+    assert mixed.gates[v1].shape == (301, 24, 10) and mixed.gates[v2].shape == (301, 3, 8)
+    for other in (single, fine):
+        assert np.max(np.abs(mixed.loss / other.loss - 1)) > 1e-3
+
+
+def test_cells_per_layer_are_checked() -> None:
+    units, task = two_layer_units()
+    with pytest.raises(ValueError, match="one partition per hidden layer: the twin has 2, got 3"):
+        layer_partitions(units, [task.context] * 3, 24)
+    with pytest.raises(ValueError, match="partition must be integer cell labels"):
+        layer_partitions(units, [task.context, task.context[:20]], 24)
+    assert len(layer_partitions(units, task.context, 24)) == 2
