@@ -37,7 +37,7 @@ partial files of killed processes from its cache folder (:func:`studies.io.remov
 
 Writing without the scheduler. xarray picks the lock of a netCDF write by asking dask which
 scheduler is active; inside a task of a distributed cluster that question opens a second client
-to the scheduler from the worker (a second per write, measured) and the write then takes a
+to the scheduler from the worker (1.1 s at its first write, measured) and the write takes a
 distributed lock held through the scheduler, a known source of deadlocks when files are written
 from tasks. A sweep therefore runs under dask's synchronous scheduler setting (workers of a
 LocalCluster started by the sweep inherit it) and its client is not made the default one: a
