@@ -65,6 +65,11 @@ Theory variants:
   ladder of docs/theory/reln-measured.md: pairs, then single samples). The hidden layers in
   ``split_sample_layers`` are gated per sample instead, as the ReLU net's are: a diagnostic
   of which layer's pooling costs what, not a cheaper twin.
+- ``self_consistent_graded_gd``: the same with cells graded by depth: hidden layer l gated on
+  the contexts cut l times (at depth 2 the first layer on halves, the second on pairs; at
+  depth 1 the split cells). Each layer further from the input carries the next finer level of
+  the tree, so its gates get the next finer cut. Chosen from diagnostics on seeds 0-2 at
+  C = 2 and 3, depth 2, and checked on seeds 3-5 (docs/theory/reln-measured.md).
 - ``scheduled`` (depths in ``schedule_depths``): the same ReLN with node gates read from the
   ReLU snapshots over time (``ReLN.gates_from``: the fraction of node v's units active on x at
   snapshot k, held from t_k until the next snapshot; ``gdln.GateSchedule``).
@@ -188,6 +193,16 @@ VARIANTS = (
         legend="per-unit, split contexts, ReLU step",
         short="split step",
         color="C9",
+        switches="(unit, cell) gate changes, summed over the steps,",
+    ),
+    Variant(
+        name="self_consistent_graded_gd",
+        what="mean loss of the per-unit self-consistent twin on the ReLU net's step, hidden "
+        "layer l gated on the contexts cut l times (depth-graded cells)",
+        label="per-unit self-consistent twin on depth-graded cells, ReLU step",
+        legend="per-unit, depth-graded cells, ReLU step",
+        short="graded step",
+        color="C7",
         switches="(unit, cell) gate changes, summed over the steps,",
     ),
     Variant(
@@ -664,6 +679,11 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
     start = _time.perf_counter()
     self_consistent_split_gd = self_consistent_descent(units, X, Y, split_layers, times, eta)
     seconds_self_consistent_split_gd = _time.perf_counter() - start
+    # depth-graded cells: hidden layer l on the contexts cut l times (at depth 1 the split cells)
+    graded = [split_cells(Y, task.context, cuts=layer) for layer in range(1, depth + 1)]
+    start = _time.perf_counter()
+    self_consistent_graded_gd = self_consistent_descent(units, X, Y, graded, times, eta)
+    seconds_self_consistent_graded_gd = _time.perf_counter() - start
     # node gates read from the ReLU snapshots over time
     loss_sched = np.full(T, np.nan)
     if depth in cfg["schedule_depths"]:
@@ -757,6 +777,12 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 "self_consistent_split_gd",
                 self_consistent_split_gd,
                 seconds_self_consistent_split_gd,
+                loss_relu,
+            ),
+            **_self_consistent_vars(
+                "self_consistent_graded_gd",
+                self_consistent_graded_gd,
+                seconds_self_consistent_graded_gd,
                 loss_relu,
             ),
             "n_split_cells": _var(int(split.max()) + 1, (), "cells of the split-context partition"),

@@ -163,6 +163,8 @@ def test_reln_predicts_the_relu_loss_curve_at_three_contexts() -> None:
     assert int(ds.n_split_cells) == 6 and halves[0] == pytest.approx(relu[0], rel=1e-8)
     assert float(ds.rel_l2_loss_self_consistent_split_gd) < 0.046
     assert float(ds.rel_l2_log_loss_self_consistent_split_gd) < 0.3
+    # at one hidden layer the depth-graded cells are the split cells: the same run
+    np.testing.assert_array_equal(ds.loss_self_consistent_graded_gd, halves)
     assert float(ds.rsa.min()) > 0.8  # hidden representations stay similar
     assert float(ds.output_rel_error[-1]) < 0.05  # and so do the learned functions
 
@@ -243,6 +245,21 @@ def test_split_twin_with_every_layer_per_sample_is_the_relu_net() -> None:
     for bad in ((0,), (1, 1), (4,)):
         with pytest.raises(ValueError, match="split_sample_layers must be distinct hidden layers"):
             dataclasses.replace(contexts.PRESETS["quick"], split_sample_layers=bad)
+
+
+def test_graded_cells_at_two_hidden_layers() -> None:
+    """At two hidden layers the depth-graded twin gates layer 1 on halves and layer 2 on pairs:
+    its run is its own (neither the split twin's, all halves, nor the pairs', all pairs), and
+    it learns (a short, narrow run at C = 2)."""
+    settings = _cell_settings(depths=(2,), width_2=40, init_std_2=0.05, steps_2=400, n_times=21,
+                              n_settle=0, settle_depths=())  # fmt: skip
+    ds = contexts.context_cell(2, 2, 0, **settings)
+    pairs = contexts.context_cell(2, 2, 0, **{**settings, "split_cuts": 2})
+    graded = ds.loss_self_consistent_graded_gd.values
+    assert graded[-1] < 0.8 * graded[0]
+    assert int(ds.self_consistent_graded_gd_switches) > 0
+    for other in (ds.loss_self_consistent_split_gd.values, pairs.loss_self_consistent_split_gd):
+        assert np.max(np.abs(graded / np.asarray(other) - 1)) > 1e-6
 
 
 def test_plateaus_of_the_context_task() -> None:
