@@ -681,9 +681,14 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
     seconds_self_consistent_split_gd = _time.perf_counter() - start
     # depth-graded cells: hidden layer l on the contexts cut l times (at depth 1 the split cells)
     graded = [split_cells(Y, task.context, cuts=layer) for layer in range(1, depth + 1)]
-    start = _time.perf_counter()
-    self_consistent_graded_gd = self_consistent_descent(units, X, Y, graded, times, eta)
-    seconds_self_consistent_graded_gd = _time.perf_counter() - start
+    if all(np.array_equal(g, c) for g, c in zip(graded, split_layers, strict=True)):
+        # the split twin's cells (depth 1 by default): its run, not computed twice
+        self_consistent_graded_gd = self_consistent_split_gd
+        seconds_self_consistent_graded_gd = seconds_self_consistent_split_gd
+    else:
+        start = _time.perf_counter()
+        self_consistent_graded_gd = self_consistent_descent(units, X, Y, graded, times, eta)
+        seconds_self_consistent_graded_gd = _time.perf_counter() - start
     # node gates read from the ReLU snapshots over time
     loss_sched = np.full(T, np.nan)
     if depth in cfg["schedule_depths"]:

@@ -297,6 +297,22 @@ def run_sweep(
         finished, here or from another sweep) / failed cells. Raises RuntimeError if every
         cell failed.
     """
+    # the module docstring: no cell file is written through the scheduler
+    with dask.config.set(scheduler="synchronous"):
+        return _sweep(func, grid, cache_dir, fixed, scheduler, n_workers, processes, wait_timeout)
+
+
+def _sweep(
+    func: CellFunc,
+    grid: Mapping[str, Sequence[Any]],
+    cache_dir: str | Path,
+    fixed: Mapping[str, Any] | None,
+    scheduler: str | None,
+    n_workers: int,
+    processes: bool,
+    wait_timeout: float,
+) -> SweepResult:
+    """The work of :func:`run_sweep`, under its scheduler setting."""
     fixed = dict(fixed or {})
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
@@ -314,72 +330,70 @@ def run_sweep(
     running: dict[Any, str] = {}  # future -> cell id
     client = cluster = None
     idle_since = time.monotonic()  # since when this sweep only waits for other sweeps
-    # the module docstring: no cell file is written through the scheduler
-    with dask.config.set(scheduler="synchronous"):
-        try:
-            while waiting or running:
-                for cid in list(waiting):
-                    try:
-                        ds = _read_cell(path[cid])
-                    except io.ResultFileError:
-                        ds = None  # unreadable: removed and recomputed under the claim below
-                    if ds is None:
-                        owner = _take_claim(claim[cid], tag)
-                        if owner is not None:
-                            owners[cid] = owner
-                            continue
-                        held.add(cid)
-                        ds = _load_claimed(path[cid])  # it may have come in meanwhile
-                    idle_since = time.monotonic()
-                    cell = waiting.pop(cid)
-                    if ds is not None:
-                        loaded[cid] = ds
-                        result.reused.append(cell)
-                        if cid in held:
-                            _release_claim(claim[cid], tag)
-                            held.discard(cid)
+    try:
+        while waiting or running:
+            for cid in list(waiting):
+                try:
+                    ds = _read_cell(path[cid])
+                except io.ResultFileError:
+                    ds = None  # unreadable: removed and recomputed under the claim below
+                if ds is None:
+                    owner = _take_claim(claim[cid], tag)
+                    if owner is not None:
+                        owners[cid] = owner
                         continue
-                    if client is None:
-                        client, cluster = _client(scheduler, n_workers, processes)
-                    key = f"cell-{cid}-{key_suffix}"
-                    future = client.submit(
-                        _run_cell, func, cell, fixed, str(path[cid]), pure=False, key=key
-                    )
-                    running[future] = cid
-                for future in [f for f in running if f.done()]:
-                    cid = running.pop(future)
-                    if future.status == "finished":
-                        ds = _load_claimed(path[cid])
-                        if ds is None:
-                            error = f"ResultFileError: the cell's file {path[cid]} cannot be read"
-                            result.failures.append(CellFailure(cells[cid], error))
-                        else:
-                            loaded[cid] = ds
-                            result.computed.append(cells[cid])
+                    held.add(cid)
+                    ds = _load_claimed(path[cid])  # it may have come in meanwhile
+                idle_since = time.monotonic()
+                cell = waiting.pop(cid)
+                if ds is not None:
+                    loaded[cid] = ds
+                    result.reused.append(cell)
+                    if cid in held:
+                        _release_claim(claim[cid], tag)
+                        held.discard(cid)
+                    continue
+                if client is None:
+                    client, cluster = _client(scheduler, n_workers, processes)
+                key = f"cell-{cid}-{key_suffix}"
+                future = client.submit(
+                    _run_cell, func, cell, fixed, str(path[cid]), pure=False, key=key
+                )
+                running[future] = cid
+            for future in [f for f in running if f.done()]:
+                cid = running.pop(future)
+                if future.status == "finished":
+                    ds = _load_claimed(path[cid])
+                    if ds is None:
+                        error = f"ResultFileError: the cell's file {path[cid]} cannot be read"
+                        result.failures.append(CellFailure(cells[cid], error))
                     else:
-                        result.failures.append(CellFailure(cells[cid], _error_text(future)))
-                    _release_claim(claim[cid], tag)
-                    held.discard(cid)
-                if running:
-                    idle_since = time.monotonic()
-                elif waiting and time.monotonic() - idle_since > wait_timeout:
-                    for cid, cell in waiting.items():
-                        error = (
-                            f"TimeoutError: this cell is claimed by {owners[cid]} ({claim[cid]}), "
-                            f"which gave no result in {wait_timeout:g} s; run the sweep again to "
-                            "reuse it"
-                        )
-                        result.failures.append(CellFailure(cell, error))
-                    waiting.clear()
-                if waiting or running:
-                    time.sleep(_POLL)
-        finally:
-            for cid in held:
+                        loaded[cid] = ds
+                        result.computed.append(cells[cid])
+                else:
+                    result.failures.append(CellFailure(cells[cid], _error_text(future)))
                 _release_claim(claim[cid], tag)
-            if client is not None:
-                client.close()
-            if cluster is not None:
-                cluster.close()
+                held.discard(cid)
+            if running:
+                idle_since = time.monotonic()
+            elif waiting and time.monotonic() - idle_since > wait_timeout:
+                for cid, cell in waiting.items():
+                    error = (
+                        f"TimeoutError: this cell is claimed by {owners[cid]} ({claim[cid]}), "
+                        f"which gave no result in {wait_timeout:g} s; run the sweep again to "
+                        "reuse it"
+                    )
+                    result.failures.append(CellFailure(cell, error))
+                waiting.clear()
+            if waiting or running:
+                time.sleep(_POLL)
+    finally:
+        for cid in held:
+            _release_claim(claim[cid], tag)
+        if client is not None:
+            client.close()
+        if cluster is not None:
+            cluster.close()
     if not loaded:
         msgs = "; ".join(f"{f.cell}: {f.error.splitlines()[0]}" for f in result.failures)
         raise RuntimeError(f"every cell of the sweep failed: {msgs}")

@@ -163,7 +163,7 @@ def test_reln_predicts_the_relu_loss_curve_at_three_contexts() -> None:
     assert int(ds.n_split_cells) == 6 and halves[0] == pytest.approx(relu[0], rel=1e-8)
     assert float(ds.rel_l2_loss_self_consistent_split_gd) < 0.046
     assert float(ds.rel_l2_log_loss_self_consistent_split_gd) < 0.3
-    # at one hidden layer the depth-graded cells are the split cells: the same run
+    # at one hidden layer the depth-graded cells are the split cells: the same run (reused)
     np.testing.assert_array_equal(ds.loss_self_consistent_graded_gd, halves)
     assert float(ds.rsa.min()) > 0.8  # hidden representations stay similar
     assert float(ds.output_rel_error[-1]) < 0.05  # and so do the learned functions
