@@ -296,6 +296,9 @@ def _user_line(frame: types.FrameType | None) -> str | None:
     return None
 
 
+_TRACE_LOCK = threading.Lock()
+
+
 class _Tracer(fx.Tracer):
     """torch.fx's tracer, recording each node's source line and refusing control flow on x.
 
@@ -303,7 +306,8 @@ class _Tracer(fx.Tracer):
     process. A module that another thread calls meanwhile (a second cell of a threaded sweep,
     training its own net) must run as it is: it is not part of the traced model, and torch.fx
     would raise "module is not installed as a submodule". So calls from other threads pass
-    straight through."""
+    straight through. Two traces must not overlap, or each passes the other's modules through
+    and their patches are undone out of order: :func:`trace_model` holds ``_TRACE_LOCK``."""
 
     def trace(self, root: Any, concrete_args: Any = None) -> fx.Graph:
         self._thread = threading.get_ident()
@@ -539,7 +543,8 @@ def trace_model(model: nn.Module) -> LensGraph:
                 "hooks that may change its output; remove them before using the lens"
             )
     try:
-        graph = _Tracer().trace(model)
+        with _TRACE_LOCK:  # one trace at a time in the process (_Tracer)
+            graph = _Tracer().trace(model)
     except UnsupportedModuleError:
         raise
     except Exception as err:

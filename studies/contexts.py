@@ -61,14 +61,15 @@ Theory variants:
   (``gdln.partitions.split_cells``): each context cut by the sign of its strongest target mode
   beyond the context mean (on the plain task the tree's first split: 2C cells of 4 objects).
   A unit that carries that mode has pre-activations of opposite signs on the two sides, which
-  a gate constant on the context cannot follow. ``split_cuts`` cuts every cell again (the
-  ladder of docs/theory/reln-measured.md: pairs, then single samples). The hidden layers in
-  ``split_sample_layers`` are gated per sample instead, as the ReLU net's are: a diagnostic
-  of which layer's pooling costs what, not a cheaper twin.
+  a gate constant on the context cannot follow. ``split_cuts`` gives each hidden layer its
+  own number of cuts (the ladder of docs/theory/reln-measured.md: halves, pairs, then single
+  samples, where a layer is gated as the ReLU net's): one layer cut down to samples while
+  another pools is a diagnostic of which layer's pooling costs what, not a cheaper twin.
 - ``self_consistent_graded_gd``: the same with cells graded by depth: hidden layer l gated on
   the contexts cut l times (at depth 2 the first layer on halves, the second on pairs; at
-  depth 1 the split cells). Each layer further from the input carries the next finer level of
-  the tree, so its gates get the next finer cut. Chosen from diagnostics on seeds 0-2 at
+  depth 1 the split cells), as the split twin with ``split_cuts = (1, 2, 3)``. Each layer
+  further from the input carries the next finer level of the tree, so its gates get the next
+  finer cut. Chosen from diagnostics on seeds 0-2 at
   C = 2 and 3, depth 2, and checked on seeds 3-5 (docs/theory/reln-measured.md).
 - ``scheduled`` (depths in ``schedule_depths``): the same ReLN with node gates read from the
   ReLU snapshots over time (``ReLN.gates_from``: the fraction of node v's units active on x at
@@ -264,12 +265,10 @@ class Config:
         rtol_aligned: relative tolerance of the ``aligned`` variant (RKC).
         rtol_self_consistent: relative tolerance of the ``self_consistent`` variant (RK45).
         split_cuts: how many times the cells of ``self_consistent_split_gd`` are cut with
-            ``gdln.partitions.split_cells``, from the contexts (plain task: 1 gives halves of
-            4 objects, 2 pairs, 3 single samples, where the twin is the ReLU net itself).
-        split_sample_layers: hidden layers (1 = the first from the input) of
-            ``self_consistent_split_gd`` gated per sample instead of on its cells; layers
-            deeper than a cell's depth are left out there. With every layer of a depth listed
-            the twin is the ReLU net itself.
+            ``gdln.partitions.split_cells`` from the contexts, per hidden layer from the input,
+            the last entry holding for the deeper layers (plain task: 1 gives halves of 4
+            objects, 2 pairs, 3 single samples, on which a layer is gated as the ReLU net's;
+            with every layer on single samples the twin is the ReLU net itself).
         scheduler, workers, processes, cache_dir: the sweep runner (studies.sweep).
     """
 
@@ -304,8 +303,7 @@ class Config:
     rtol: float = 1e-4
     rtol_aligned: float = 1e-4
     rtol_self_consistent: float = 1e-6
-    split_cuts: int = 1
-    split_sample_layers: tuple[int, ...] = ()
+    split_cuts: tuple[int, ...] = (1,)
     scheduler: str | None = None
     workers: int = 2
     processes: bool = False
@@ -332,11 +330,6 @@ class Config:
         if self.context_scaling not in ("none", "published"):
             raise ValueError(
                 f"context_scaling must be 'none' or 'published', not {self.context_scaling!r}"
-            )
-        layers = self.split_sample_layers
-        if len(set(layers)) != len(layers) or not set(layers) <= set(DEPTHS):
-            raise ValueError(
-                f"split_sample_layers must be distinct hidden layers among {DEPTHS}, got {layers}"
             )
         if self.solver not in gdln.ode.SOLVERS:
             raise ValueError(f"solver must be one of {list(gdln.ode.SOLVERS)}, got {self.solver!r}")
@@ -671,11 +664,10 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
     seconds_self_consistent_units_gd = _time.perf_counter() - start
     # the same on cells cut from the data before any training: each context split by the sign
     # of its strongest target mode beyond the context mean (here the tree's first split), and
-    # each cell again, split_cuts times in all
-    split = split_cells(Y, task.context, cuts=cfg["split_cuts"])
-    # the layers gated per sample instead (a diagnostic: config docstring)
-    per_sample = [layer for layer in cfg["split_sample_layers"] if layer <= depth]
-    split_layers = [np.arange(P) if layer in per_sample else split for layer in range(1, depth + 1)]
+    # each cell again, split_cuts times in all, per hidden layer
+    cuts = cfg["split_cuts"]
+    split_cuts = [cuts[min(layer, len(cuts) - 1)] for layer in range(depth)]
+    split_layers = [split_cells(Y, task.context, cuts=c) for c in split_cuts]
     start = _time.perf_counter()
     self_consistent_split_gd = self_consistent_descent(units, X, Y, split_layers, times, eta)
     seconds_self_consistent_split_gd = _time.perf_counter() - start
@@ -790,14 +782,13 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 seconds_self_consistent_graded_gd,
                 loss_relu,
             ),
-            "n_split_cells": _var(int(split.max()) + 1, (), "cells of the split-context partition"),
-            "split_cuts": _var(
-                cfg["split_cuts"], (), "times the contexts were cut into the split-context cells"
-            ),
-            "split_layer_per_sample": _var(
-                [float(layer in per_sample) for layer in range(1, depth + 1)],
+            "n_split_cells": _var(
+                [int(cells.max()) + 1 for cells in split_layers],
                 ("layer",),
-                "1 if the split twin gates this hidden layer per sample, 0 if on its cells",
+                "cells of the split twin's partition of this hidden layer",
+            ),
+            "split_cuts": _var(
+                split_cuts, ("layer",), "times the contexts were cut into this layer's split cells"
             ),
             "context_mean_plateau": _var(
                 staged.plateau,
@@ -813,10 +804,10 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 linear_map_loss(X, Y), (), "loss of the best linear map y = A x (least squares)"
             ),
             "split_cell_plateau": _var(
-                cell_mean_loss(Y, split),
+                cell_mean_loss(Y, split_layers[0]),
                 (),
-                "cell-mean plateau of the split-context cells, (1/2P) sum ||y - mean y of its "
-                "cell||^2",
+                "cell-mean plateau of the split twin's first-layer cells, (1/2P) sum "
+                "||y - mean y of its cell||^2",
             ),
             **_variant_vars("scheduled", loss_sched, loss_relu),
             "rel_l2_settled": _var(
@@ -1006,7 +997,7 @@ def summary(ds: xr.Dataset) -> dict[str, float | str]:
                     out[f"{name}_C{C}_depth{D}"] = float(np.nanmean(v))
                     out[f"{name}_C{C}_depth{D}_std"] = float(np.nanstd(v))
     if 3 in ds.context_count.values:
-        for D in ds.depth.values:
+        for D in (D for D in ds.depth.values if _computed(ds, 3, D)):
             census = _last_valid(ds.census.sel(context_count=3, depth=D)).isel(time=-1)
             census = census.dropna("layer", how="all").isel(layer=-1).mean("seed")
             for subset in census.subset.values:
@@ -1021,6 +1012,12 @@ def _last_valid(da: xr.DataArray) -> xr.DataArray:
     return da.dropna("time", how="all")
 
 
+def _computed(ds: xr.Dataset, C: int, D: int) -> bool:
+    """Whether any seed of cell (C, depth D) was computed (a failed cell, listed in the
+    attribute ``failed_cells``, is NaN throughout)."""
+    return bool(ds.loss_relu.sel(context_count=C, depth=D).notnull().any())
+
+
 def plot(ds: xr.Dataset) -> dict[str, Figure]:
     """Loss curves, pathway singular values, census bars and representation similarity."""
     figs: dict[str, Figure] = {}
@@ -1030,6 +1027,9 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
         fig, axes = plt.subplots(1, len(Cs), figsize=(4.4 * len(Cs), 3.4), squeeze=False)
         for j, C in enumerate(Cs):
             ax = axes[0, j]
+            if not _computed(ds, C, D):
+                ax.set_title(f"C={C}, depth {D}: not computed (failed_cells)", fontsize=8)
+                continue
             cell = ds.sel(context_count=C, depth=D)
             for s in cell.seed.values:
                 lr = _last_valid(cell.loss_relu.sel(seed=s))
@@ -1084,7 +1084,9 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
             ax.set_title(f"C={C}, depth {D}, rel L2:\n" + "\n".join(lines), fontsize=8)
             ax.set_xlabel("t (mean-loss clock)")
             ax.set_ylabel("mean loss")
-        axes[0, 0].legend(fontsize=7)
+        drawn = [ax for ax in axes[0] if ax.lines]
+        if drawn:
+            drawn[0].legend(fontsize=7)
         fig.tight_layout()
         figs[f"loss_depth{D}"] = fig
 
@@ -1092,6 +1094,9 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
     for i, D in enumerate(Ds):
         for j, C in enumerate(Cs):
             ax = axes[i, j]
+            if not _computed(ds, C, D):
+                ax.set_title(f"C={C}, depth {D}: not computed (failed_cells)", fontsize=9)
+                continue
             cell = ds.sel(context_count=C, depth=D, seed=seed0)
             relu = _last_valid(cell.sv_relu.isel(sv=0))
             theory = _last_valid(cell.sv_theory.isel(sv=0))
@@ -1107,10 +1112,13 @@ def plot(ds: xr.Dataset) -> dict[str, Figure]:
     fig.tight_layout()
     figs["pathway_singular_values"] = fig
 
-    panels = [(D, l) for D in Ds for l in range(1, int(D) + 1)]
+    done = [D for D in Ds if any(_computed(ds, C, D) for C in Cs)]
+    panels = [(D, l) for D in done for l in range(1, int(D) + 1)]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
     for ax, (D, l) in zip(axes[0], panels, strict=True):
         for j, C in enumerate(Cs):
+            if not _computed(ds, C, D):
+                continue
             census = _last_valid(ds.census.sel(context_count=C, depth=D, layer=l)).isel(time=-1)
             census = census.mean("seed").dropna("subset")
             size = np.array([s.count(",") + 1 for s in census.subset.values])

@@ -160,7 +160,7 @@ def test_reln_predicts_the_relu_loss_curve_at_three_contexts() -> None:
     # start, and closer in the loss (measured 0.042) but not in log10 (0.227): within a half a
     # unit still cannot switch off on some objects only, and the tail chatters
     halves = ds.loss_self_consistent_split_gd.values
-    assert int(ds.n_split_cells) == 6 and halves[0] == pytest.approx(relu[0], rel=1e-8)
+    assert ds.n_split_cells.values.tolist() == [6] and halves[0] == pytest.approx(relu[0], rel=1e-8)
     assert float(ds.rel_l2_loss_self_consistent_split_gd) < 0.046
     assert float(ds.rel_l2_log_loss_self_consistent_split_gd) < 0.3
     # at one hidden layer the depth-graded cells are the split cells: the same run (reused)
@@ -198,6 +198,13 @@ def test_quick_preset_dataset(tmp_path) -> None:
     legend = figs["loss_depth1"].axes[0].get_legend_handles_labels()[1]
     assert "per-unit, split contexts, ReLU step" in legend
     assert "ReLN (gates over time)" not in legend  # NaN in the quick preset: not drawn
+    # a cell that failed is NaN in the Dataset (and named in failed_cells): the figures and the
+    # summary show the cells that were computed and say which were not
+    failed = back.reindex(depth=[1, 2])
+    figs = contexts.plot(failed)
+    assert "not computed" in figs["loss_depth2"].axes[0].get_title()
+    assert len(figs["census"].axes) == 1
+    assert contexts.summary(failed) == summary
 
 
 def test_strongest_pathways_are_ranked_by_their_top_singular_value() -> None:
@@ -231,20 +238,30 @@ def test_seed_spread_is_the_mean_pairwise_relative_l2() -> None:
     assert np.isnan(float(contexts.seed_spread(loss.isel(seed=[0])).squeeze()))
 
 
-def test_split_twin_with_every_layer_per_sample_is_the_relu_net() -> None:
-    """``split_sample_layers`` gates the listed hidden layers of the split twin per sample; at
-    depth 1 with layer 1 listed no cell is pooled, so the twin is the ReLU net (1,500 steps at
-    C = 2), and the Dataset says which layers were gated per sample. Layers that are not hidden
-    layers of the study, or listed twice, are refused."""
-    settings = _cell_settings(steps_1=1500, n_times=31, n_settle=0, split_sample_layers=(1,))
-    ds = contexts.context_cell(2, 1, 0, **settings)
-    np.testing.assert_array_equal(ds.split_layer_per_sample, [1.0])
-    relu = ds.loss_relu.values
+def test_split_cuts_per_layer() -> None:
+    """``split_cuts`` gives each hidden layer its own cuts, the last entry holding for deeper
+    layers: at two hidden layers (C = 2, a short narrow run) (1, 3) pools layer 1 on halves and
+    gates layer 2 per sample, a run of its own; (3,) gates both per sample, so the twin is the
+    ReLU net; the Dataset records the cuts and cells of each layer. Cuts below 1 are refused."""
+    settings = _cell_settings(depths=(2,), width_2=40, init_std_2=0.05, steps_2=400, n_times=21,
+                              n_settle=0, settle_depths=())  # fmt: skip
+    runs = {
+        cuts: contexts.context_cell(2, 2, 0, **{**settings, "split_cuts": cuts})
+        for cuts in ((1,), (1, 3), (3,))
+    }
+    mixed = runs[(1, 3)]
+    np.testing.assert_array_equal(mixed.split_cuts, [1, 3])
+    np.testing.assert_array_equal(mixed.n_split_cells, [4, 16])
+    np.testing.assert_array_equal(runs[(1,)].split_cuts, [1, 1])
+    relu = mixed.loss_relu.values
     assert relu[-1] < 0.8 * relu[0]
-    np.testing.assert_allclose(ds.loss_self_consistent_split_gd, relu, rtol=1e-9)
-    for bad in ((0,), (1, 1), (4,)):
-        with pytest.raises(ValueError, match="split_sample_layers must be distinct hidden layers"):
-            dataclasses.replace(contexts.PRESETS["quick"], split_sample_layers=bad)
+    np.testing.assert_allclose(runs[(3,)].loss_self_consistent_split_gd, relu, rtol=1e-8)
+    twin = mixed.loss_self_consistent_split_gd.values
+    for other in ((1,), (3,)):
+        assert np.max(np.abs(twin / runs[other].loss_self_consistent_split_gd.values - 1)) > 1e-6
+    for bad in ((0,), (1, -1), ()):
+        with pytest.raises(ValueError, match="split_cuts must"):
+            dataclasses.replace(contexts.PRESETS["quick"], split_cuts=bad)
 
 
 def test_graded_cells_at_two_hidden_layers() -> None:
@@ -254,7 +271,7 @@ def test_graded_cells_at_two_hidden_layers() -> None:
     settings = _cell_settings(depths=(2,), width_2=40, init_std_2=0.05, steps_2=400, n_times=21,
                               n_settle=0, settle_depths=())  # fmt: skip
     ds = contexts.context_cell(2, 2, 0, **settings)
-    pairs = contexts.context_cell(2, 2, 0, **{**settings, "split_cuts": 2})
+    pairs = contexts.context_cell(2, 2, 0, **{**settings, "split_cuts": (2,)})
     graded = ds.loss_self_consistent_graded_gd.values
     assert graded[-1] < 0.8 * graded[0]
     assert int(ds.self_consistent_graded_gd_switches) > 0
@@ -273,8 +290,9 @@ def test_split_twin_cut_down_to_single_samples_is_the_relu_net() -> None:
     curve is the ReLU net's (a short run: 1,500 steps at C = 2)."""
     settings = _cell_settings(steps_1=1500, n_times=31, n_settle=0)
     for cuts, cells in ((2, 8), (3, 16)):
-        ds = contexts.context_cell(2, 1, 0, **{**settings, "split_cuts": cuts})
-        assert int(ds.n_split_cells) == cells and int(ds.split_cuts) == cuts
+        ds = contexts.context_cell(2, 1, 0, **{**settings, "split_cuts": (cuts,)})
+        assert ds.n_split_cells.values.tolist() == [cells]
+        assert ds.split_cuts.values.tolist() == [cuts]
         # the ladder's plateaus, summed: 10C for halves, 4C for pairs, 0 for samples
         summed = float(ds.split_cell_plateau) * int(ds.n_samples)
         assert summed == pytest.approx({2: 8.0, 3: 0.0}[cuts], abs=1e-9)

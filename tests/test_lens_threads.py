@@ -50,6 +50,40 @@ def test_tracing_leaves_the_modules_of_other_threads_alone() -> None:
     assert calls[0] > 0
 
 
+def test_two_threads_read_their_nets_at_once() -> None:
+    """Two threads each reading its own net over and over (two cells of a threaded sweep
+    recording snapshots): every read gives that net's own weights and gates, and afterwards
+    nn.Module.__call__ is torch's own again. torch.fx's patches of nn.Module are process-wide,
+    so two traces that overlap in time see each other's; before the lens traced one model at a
+    time, a contexts sweep failed with "Sequential is not an MLP"."""
+    call = torch.nn.Module.__call__
+    nets = [mlp(5, (7, 6), 3, dtype=torch.float64), mlp(4, (9,), 2, dtype=torch.float64)]
+    batches = [torch.randn(11, 5, dtype=torch.float64), torch.randn(6, 4, dtype=torch.float64)]
+    expected = [read_mlp(net, x) for net, x in zip(nets, batches, strict=True)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(2)
+
+    def read(k: int) -> None:
+        try:
+            start.wait()
+            for _ in range(60):
+                got = read_mlp(nets[k], batches[k])
+                for a, b in zip(got.weights + got.gates, expected[k].weights + expected[k].gates,
+                                strict=True):  # fmt: skip
+                    if not (a == b).all():
+                        raise AssertionError(f"thread {k} read another net's arrays")
+        except BaseException as err:  # reported to the main thread below
+            errors.append(err)
+
+    threads = [threading.Thread(target=read, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, f"{type(errors[0]).__name__}: {errors[0]}"
+    assert torch.nn.Module.__call__ is call
+
+
 @pytest.mark.parametrize("init_std", [None, 0.01])
 @pytest.mark.parametrize("bias", [False, True])
 def test_a_seeded_mlp_needs_no_global_generator(init_std: float | None, bias: bool) -> None:
