@@ -59,6 +59,18 @@ another pools cells. This is a diagnostic, not a cheaper twin: at two hidden lay
 split cells (C = 2 and 3, 3 seeds) the first layer per sample brings the twin to 0.085 / 0.040
 of the ReLU net, the second per sample to 0.064 / 0.067, and the stall at C = 2 comes from the
 second layer's pooling (docs/theory/reln-measured.md, "Which layer's pooling costs what").
+
+**Expected gates.** With ``expected=True`` a unit's gate on a cell is the mean of its signs
+there instead of the sign of its sum,
+
+    g_{v,u}(x, t) = (1/|c|) sum_{x' in c} 1[a_{v,u}(x', t) > 0],     c = cell(x),
+
+the expected ReLU gate of a sample drawn from the cell. A unit on for part of a cell then
+learns from it in that proportion, as a ReLU unit learns from the samples where it is on,
+instead of all or nothing; but it cannot turn off on part of the cell. At one hidden layer on
+split cells (the ReLU step, seeds 0-2) it follows the ReLU net to 0.046 / 0.040 at C = 2 / 3
+(sign gates 0.066 / 0.045), and less closely at C = 4 / 5 (0.049 / 0.052 against 0.044 /
+0.050); its tail stops at a summed loss of 1.1-2.1 where the ReLU net reaches 0.002-1.2.
 """
 
 from __future__ import annotations
@@ -96,13 +108,22 @@ def layer_partitions(twin: ReLN, partition: Partitions, n_samples: int) -> list[
 
 
 def sign_gates(
-    twin: ReLN, weights: Mapping[str, Array], X: Array, partition: Partitions
+    twin: ReLN,
+    weights: Mapping[str, Array],
+    X: Array,
+    partition: Partitions,
+    expected: bool = False,
 ) -> dict[str, Array]:
-    """{hidden node: 0/1 gates} read layer by layer from the input at the weights given
-    (module docstring): for a grouped twin (sample,), g_v(x) = 1[group pre-activation of v on
-    cell(x) > 0]; for a per-unit twin (sample, unit), each unit's own summed pre-activation.
+    """{hidden node: gates} read layer by layer from the input at the weights given (module
+    docstring): for a grouped twin (sample,), g_v(x) = 1[group pre-activation of v on cell(x)
+    > 0]; for a per-unit twin (sample, unit), each unit's own summed pre-activation.
     ``partition``: the cells of every layer, or one partition per hidden layer
-    (:func:`layer_partitions`)."""
+    (:func:`layer_partitions`).
+
+    ``expected=True``: instead of the sign of the sum, the mean of the signs over the cell,
+    g_v(x) = (1/|c|) sum_{x' in c} 1[a_v(x') > 0] with c = cell(x) (a group's a_v summed over
+    its units): the expected ReLU gate of a sample drawn from the cell, in [0, 1]. With one
+    sample per cell both rules give the ReLU gates."""
     per_unit = twin.groups is None
     parts = layer_partitions(twin, partition, X.shape[0])
     net = twin.network
@@ -112,9 +133,12 @@ def sign_gates(
         onehot = np.eye(int(partition.max()) + 1)[partition]  # (sample, cell)
         for v in nodes:
             a = sum(h[e.source] @ weights[e.name].T for e in net.incoming(v))
-            # summed over the samples of each cell, and over the node's units for a group
-            summed = a if per_unit else a.sum(axis=1, keepdims=True)
-            on = ((onehot.T @ summed)[partition] > 0).astype(np.float64)  # (sample, unit or 1)
+            # over the node's units for a group, then over the samples of each cell
+            a_v = a if per_unit else a.sum(axis=1, keepdims=True)
+            if expected:
+                on = (onehot.T @ (a_v > 0) / onehot.sum(axis=0)[:, None])[partition]
+            else:
+                on = ((onehot.T @ a_v)[partition] > 0).astype(np.float64)  # (sample, unit or 1)
             h[v] = on * a  # the layer above reads only this layer's h
             gates[v] = on if per_unit else on[:, 0]
     return gates
@@ -130,7 +154,8 @@ class SelfConsistentFlow:
         n_switches: (time,) number of (node, cell) gates, or (unit, cell) gates of a per-unit
             twin, that changed at each check (0 at the first record); on the step of a
             gradient-descent run, the changes of every step since the previous record.
-        gates: {hidden node: (time, cell)} 0/1, each node's gate on each cell of its layer's
+        gates: {hidden node: (time, cell)} 0/1 (in [0, 1] for expected gates), each node's
+            gate on each cell of its layer's
             partition over time
             ((time, cell, unit) for a per-unit twin).
     """
@@ -146,8 +171,8 @@ class _GateLog:
     their values at every record (``record``, a run's callback) and the count of (node or
     unit, cell) changes since the previous record."""
 
-    def __init__(self, twin: ReLN, X: Array, partition: Partitions) -> None:
-        self.twin, self.X = twin, X
+    def __init__(self, twin: ReLN, X: Array, partition: Partitions, expected: bool) -> None:
+        self.twin, self.X, self.expected = twin, X, expected
         self.parts = layer_partitions(twin, partition, X.shape[0])
         # the first sample of each cell of each node's layer: where its gate on the cell is read
         self.first = {
@@ -155,15 +180,15 @@ class _GateLog:
             for nodes, part in zip(twin.layer_nodes, self.parts, strict=True)
             for v in nodes
         }
-        self.gates = sign_gates(twin, twin.initial, X, self.parts)
+        self.gates = sign_gates(twin, twin.initial, X, self.parts, expected)
         self.history = {v: [g[self.first[v]]] for v, g in self.gates.items()}
         self.changes = [0]
 
     def rule(self, _: float, weights: dict[str, Array]) -> dict[str, Array]:
-        new = sign_gates(self.twin, weights, self.X, self.parts)
+        new = sign_gates(self.twin, weights, self.X, self.parts, self.expected)
         first = self.first
         self.changes[-1] += sum(
-            int(np.abs(new[v][first[v]] - self.gates[v][first[v]]).sum()) for v in new
+            int(np.count_nonzero(new[v][first[v]] != self.gates[v][first[v]])) for v in new
         )
         self.gates = new
         return new
@@ -196,13 +221,15 @@ def self_consistent_flow(
     solver: str = "RK45",
     rtol: float = 1e-6,
     atol: float = 1e-12,
+    expected: bool = False,
 ) -> SelfConsistentFlow:
     """Integrate the twin from ``twin.initial`` with gates re-read by :func:`sign_gates` at
     every time of ``times`` (increasing, from 0); between two checks the exact flow of
     ``gdln.integrate`` (``solver``, ``rtol``, ``atol``) with the gates frozen. Keep the
-    solver accurate (module docstring): atol about 1e-8 times the scale of the weights."""
+    solver accurate (module docstring): atol about 1e-8 times the scale of the weights.
+    ``expected``: the expected gates of :func:`sign_gates` instead of the signs."""
     times = _check_times(times)
-    log = _GateLog(twin, X, partition)
+    log = _GateLog(twin, X, partition, expected)
     loss = integrate(
         twin.network, X, Y, twin.initial, times, log.gates, solver=solver, rtol=rtol,
         atol=atol, with_weights=False, callback=log.record, gate_rule=log.rule,
@@ -211,19 +238,26 @@ def self_consistent_flow(
 
 
 def self_consistent_descent(
-    twin: ReLN, X: Array, Y: Array, partition: Partitions, times: Array, eta: float
+    twin: ReLN,
+    X: Array,
+    Y: Array,
+    partition: Partitions,
+    times: Array,
+    eta: float,
+    expected: bool = False,
 ) -> SelfConsistentFlow:
     """The twin learning by gradient descent with step ``eta`` (the experiment's:
-    ``gdln.gradient_descent``), its gates re-read by :func:`sign_gates` before every step;
-    recorded at ``times`` (increasing from 0, multiples of eta). ``n_switches`` counts the
-    changes of every step since the previous record."""
+    ``gdln.gradient_descent``), its gates re-read by :func:`sign_gates` before every step
+    (``expected``: its expected gates instead of the signs); recorded at ``times`` (increasing
+    from 0, multiples of eta). ``n_switches`` counts the changes of every step since the
+    previous record."""
     times = _check_times(times)
     if not (eta > 0 and np.isfinite(eta)):
         raise ValueError(f"the step eta must be finite and > 0, got {eta}")
     steps = np.rint(times / eta).astype(np.int64)
     if not np.allclose(steps * eta, times, rtol=1e-9, atol=0):
         raise ValueError(f"the record times must be multiples of the step eta = {eta}")
-    log = _GateLog(twin, X, partition)
+    log = _GateLog(twin, X, partition, expected)
     loss = gradient_descent(
         twin.network, X, Y, twin.initial, eta, int(steps[-1]), log.gates, with_weights=False,
         record_steps=steps, gate_rule=log.rule, callback=log.record,

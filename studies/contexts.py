@@ -71,6 +71,12 @@ Theory variants:
   further from the input carries the next finer level of the tree, so its gates get the next
   finer cut. Chosen from diagnostics on seeds 0-2 at
   C = 2 and 3, depth 2, and checked on seeds 3-5 (docs/theory/reln-measured.md).
+- ``self_consistent_expected_gd``: the split twin with expected gates: each unit's gate on a
+  cell is the fraction of the cell's samples where its pre-activation is positive, the
+  expected ReLU gate of a sample drawn from the cell (``gdln.self_consistent.sign_gates``).
+  A unit then learns from a cell in proportion to how much of it a ReLU unit would, where the
+  sign of the sum gates it fully on or off; but it cannot turn off on part of a cell, so it
+  stops short in the tail (docs/theory/reln-measured.md).
 - ``scheduled`` (depths in ``schedule_depths``): the same ReLN with node gates read from the
   ReLU snapshots over time (``ReLN.gates_from``: the fraction of node v's units active on x at
   snapshot k, held from t_k until the next snapshot; ``gdln.GateSchedule``).
@@ -204,6 +210,18 @@ VARIANTS = (
         legend="per-unit, depth-graded cells, ReLU step",
         short="graded step",
         color="C7",
+        switches="(unit, cell) gate changes, summed over the steps,",
+    ),
+    Variant(
+        name="self_consistent_expected_gd",
+        what="mean loss of the per-unit twin on the ReLU net's step on the split twin's cells, "
+        "each unit's gate on a cell the fraction of the cell's samples where its "
+        "pre-activation is positive (expected gates)",
+        label="per-unit twin with expected gates on split contexts, ReLU step",
+        legend="per-unit, expected gates on split contexts, ReLU step",
+        short="expected",
+        color="C0",
+        ls="--",
         switches="(unit, cell) gate changes, summed over the steps,",
     ),
     Variant(
@@ -681,6 +699,13 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
         start = _time.perf_counter()
         self_consistent_graded_gd = self_consistent_descent(units, X, Y, graded, times, eta)
         seconds_self_consistent_graded_gd = _time.perf_counter() - start
+    # the split twin's cells with expected gates: each unit's gate on a cell is the fraction of
+    # the cell's samples where its pre-activation is positive
+    start = _time.perf_counter()
+    self_consistent_expected_gd = self_consistent_descent(
+        units, X, Y, split_layers, times, eta, expected=True
+    )
+    seconds_self_consistent_expected_gd = _time.perf_counter() - start
     # node gates read from the ReLU snapshots over time
     loss_sched = np.full(T, np.nan)
     if depth in cfg["schedule_depths"]:
@@ -780,6 +805,12 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 "self_consistent_graded_gd",
                 self_consistent_graded_gd,
                 seconds_self_consistent_graded_gd,
+                loss_relu,
+            ),
+            **_self_consistent_vars(
+                "self_consistent_expected_gd",
+                self_consistent_expected_gd,
+                seconds_self_consistent_expected_gd,
                 loss_relu,
             ),
             "n_split_cells": _var(

@@ -273,3 +273,54 @@ def test_cells_per_layer_are_checked() -> None:
     with pytest.raises(ValueError, match="partition must be integer cell labels"):
         layer_partitions(units, [task.context, task.context[:20]], 24)
     assert len(layer_partitions(units, task.context, 24)) == 2
+
+
+def test_expected_gates_are_the_fraction_of_positive_samples() -> None:
+    """Expected gates: a unit's gate on a cell is the fraction of its samples where its
+    pre-activation is positive. Where a context's samples agree in sign they are the sign gates;
+    a unit at +1 on objects 0-3 and -3 on objects 4-7 has a negative sum on every context (sign
+    gate 0) but is on for half of each context's samples (expected gate 0.5), and on the halves
+    of split_cells it is on for the first half and off for the second under both rules."""
+    units, task = unit_twin([0b111, 0b011, 0b110, 0b100])
+    (v,) = units.gates
+    np.testing.assert_array_equal(
+        sign_gates(units, units.initial, task.X, task.context, expected=True)[v],
+        sign_gates(units, units.initial, task.X, task.context)[v],
+    )
+    W1 = np.zeros((1, 11))
+    W1[0, :4], W1[0, 4:8] = 1.0, -3.0
+    W2 = 0.1 * np.ones((task.Y.shape[1], 1))
+    mixed = gdln.ReLN.from_gates([W1, W2], [(task.X @ W1.T > 0).astype(float)])
+    (v,) = mixed.gates
+    np.testing.assert_array_equal(sign_gates(mixed, mixed.initial, task.X, task.context)[v], 0.0)
+    np.testing.assert_array_equal(
+        sign_gates(mixed, mixed.initial, task.X, task.context, expected=True)[v], 0.5
+    )
+    halves = gdln.partitions.split_cells(task.Y, task.context)
+    on_first_half = (task.obj < 4).astype(float)[:, None]
+    for expected in (False, True):
+        gates = sign_gates(mixed, mixed.initial, task.X, halves, expected=expected)[v]
+        np.testing.assert_array_equal(gates, on_first_half)
+
+
+def test_expected_gates_on_single_samples_are_the_relu_gates() -> None:
+    """With one cell per sample the expected gate of a cell is its sample's ReLU gate, so the
+    two rules give the same run, step for step (a short descent whose gates switch); on the
+    contexts they give different runs."""
+    units, task = unit_twin([0b111, 0b011, 0b110, 0b101], sign=-1.0)
+    times = np.arange(0, 301, 20) * 0.05
+    samples = np.arange(task.n_samples)
+    runs = {
+        (cells, expected): self_consistent_descent(
+            units, task.X, task.Y, partition, times, 0.05, expected=expected
+        )
+        for cells, partition in (("samples", samples), ("contexts", task.context))
+        for expected in (False, True)
+    }
+    assert runs["samples", False].n_switches.sum() > 0
+    np.testing.assert_array_equal(runs["samples", True].loss, runs["samples", False].loss)
+    np.testing.assert_array_equal(
+        runs["samples", True].n_switches, runs["samples", False].n_switches
+    )
+    contexts = runs["contexts", True].loss / runs["contexts", False].loss
+    assert np.max(np.abs(contexts - 1)) > 1e-6
