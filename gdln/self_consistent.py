@@ -69,7 +69,7 @@ the expected ReLU gate of a sample drawn from the cell. A unit on for part of a 
 learns from it in that proportion, as a ReLU unit learns from the samples where it is on,
 instead of all or nothing; but it cannot turn off on part of the cell. At one hidden layer on
 split cells (the ReLU step, seeds 0-2) it follows the ReLU net to 0.046 / 0.040 at C = 2 / 3
-(sign gates 0.066 / 0.045), and less closely at C = 4 / 5 (0.049 / 0.052 against 0.044 /
+(sign gates 0.066 / 0.045), and less closely at C = 4 / 5 (0.049 / 0.051 against 0.044 /
 0.050); its tail stops at a summed loss of 1.1-2.1 where the ReLU net reaches 0.002-1.2.
 """
 
