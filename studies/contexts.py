@@ -69,8 +69,8 @@ Theory variants:
   the contexts cut l times (at depth 2 the first layer on halves, the second on pairs; at
   depth 1 the split cells), as the split twin with ``split_cuts = (1, 2, 3)``. Each layer
   further from the input carries the next finer level of the tree, so its gates get the next
-  finer cut. Chosen from diagnostics on seeds 0-2 at
-  C = 2 and 3, depth 2, and checked on seeds 3-5 (docs/theory/reln-measured.md).
+  finer cut. Chosen from diagnostics on seeds 0-2 at C = 2 and 3, depth 2, and checked on
+  seeds 3-5 and at depth 3 (docs/theory/reln-measured.md).
 - ``self_consistent_expected_gd``: the split twin with expected gates: each unit's gate on a
   cell is the fraction of the cell's samples where its pre-activation is positive, the
   expected ReLU gate of a sample drawn from the cell (``gdln.self_consistent.sign_gates``).
