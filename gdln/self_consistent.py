@@ -155,9 +155,8 @@ class SelfConsistentFlow:
             twin, that changed at each check (0 at the first record); on the step of a
             gradient-descent run, the changes of every step since the previous record.
         gates: {hidden node: (time, cell)} 0/1 (in [0, 1] for expected gates), each node's
-            gate on each cell of its layer's
-            partition over time
-            ((time, cell, unit) for a per-unit twin).
+            gate on each cell of its layer's partition over time ((time, cell, unit) for a
+            per-unit twin).
     """
 
     time: Array
