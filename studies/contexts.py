@@ -52,19 +52,21 @@ Theory variants:
 - ``self_consistent_units``: the same rule per unit, on the ReLU net's own units from its
   initial weights (nothing read from the trained net): each unit is on in a context while its
   own pre-activation summed over that context is positive. Same solver settings.
-- ``self_consistent_units_gd``: the same per-unit twin on the ReLU net's own clock: gradient
+- ``self_consistent_split_gd``: the same per-unit twin on the ReLU net's own clock: gradient
   descent with the ReLU net's step eta (``gdln.gradient_descent``), its gates re-read before
   every step, as a ReLU unit's gate is. The flow above re-reads them only at the record times
   (every 100 steps at depth 2), and gradient flow is not the ReLU net's discrete run: at depth
-  2 the ReLU net itself moves by up to 0.03 (relative L2) when its step is cut by 4.
-- ``self_consistent_split_gd``: the same on finer cells fixed from the data before training
+  2 the ReLU net itself moves by up to 0.03 (relative L2) when its step is cut by 4. Its cells
+  are finer than the contexts and fixed from the data before training
   (``gdln.partitions.split_cells``): each context cut by the sign of its strongest target mode
   beyond the context mean (on the plain task the tree's first split: 2C cells of 4 objects).
   A unit that carries that mode has pre-activations of opposite signs on the two sides, which
-  a gate constant on the context cannot follow. ``split_cuts`` gives each hidden layer its
-  own number of cuts (the ladder of docs/theory/reln-measured.md: halves, pairs, then single
-  samples, where a layer is gated as the ReLU net's): one layer cut down to samples while
-  another pools is a diagnostic of which layer's pooling costs what, not a cheaper twin.
+  a gate constant on the context cannot follow (``split_cuts = 0`` keeps the contexts as
+  cells: that twin stalls on plateaus the ReLU net leaves). ``split_cuts`` gives each hidden
+  layer its own number of cuts (the ladder of docs/theory/reln-measured.md: halves, pairs,
+  then single samples, where a layer is gated as the ReLU net's): one layer cut down to
+  samples while another pools is a diagnostic of which layer's pooling costs what, not a
+  cheaper twin.
 - ``self_consistent_graded_gd``: the same with cells graded by depth: hidden layer l gated on
   the contexts cut l times (at depth 2 the first layer on halves, the second on pairs; at
   depth 1 the split cells), as the split twin with ``split_cuts = (1, 2, 3)``. Each layer
@@ -182,16 +184,6 @@ VARIANTS = (
         switches="(unit, context) gate changes",
     ),
     Variant(
-        name="self_consistent_units_gd",
-        what="mean loss of the per-unit self-consistent twin trained by gradient descent "
-        "with the ReLU net's step, its gates re-read before every step",
-        label="per-unit self-consistent twin on the ReLU net's step",
-        legend="per-unit self-consistent gates, ReLU step",
-        short="per-unit step",
-        color="C8",
-        switches="(unit, context) gate changes, summed over the steps,",
-    ),
-    Variant(
         name="self_consistent_split_gd",
         what="mean loss of the per-unit self-consistent twin on the ReLU net's step, its "
         "cells the contexts cut split_cuts times, each cell by the sign of its strongest "
@@ -284,9 +276,10 @@ class Config:
         rtol_self_consistent: relative tolerance of the ``self_consistent`` variant (RK45).
         split_cuts: how many times the cells of ``self_consistent_split_gd`` are cut with
             ``gdln.partitions.split_cells`` from the contexts, per hidden layer from the input,
-            the last entry holding for the deeper layers (plain task: 1 gives halves of 4
-            objects, 2 pairs, 3 single samples, on which a layer is gated as the ReLU net's;
-            with every layer on single samples the twin is the ReLU net itself).
+            the last entry holding for the deeper layers (plain task: 0 keeps the contexts, 1
+            gives halves of 4 objects, 2 pairs, 3 single samples, on which a layer is gated as
+            the ReLU net's; with every layer on single samples the twin is the ReLU net
+            itself).
         scheduler, workers, processes, cache_dir: the sweep runner (studies.sweep).
     """
 
@@ -336,9 +329,16 @@ class Config:
                 *(f"init_std_{d}" for d in DEPTHS),
             ),
             counts=("contexts", "depths", "seeds", "n_times", "n_sv", "n_pathways", "workers",
-                    "reduce_max_paths", "split_cuts", *sizes),
+                    "reduce_max_paths", *sizes),
             nonnegative=("seed", "n_settle"),
         )  # fmt: skip
+        cuts = self.split_cuts
+        if not (
+            isinstance(cuts, tuple)
+            and cuts
+            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cuts)
+        ):
+            raise ValueError(f"split_cuts must be integers >= 0, got {cuts}")
         if not self.contexts or min(self.contexts) < 2:
             raise ValueError(f"contexts must all be >= 2, got {self.contexts}")
         if not self.depths or not set(self.depths) <= set(DEPTHS):
@@ -675,14 +675,10 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
         units, X, Y, task.context, times, rtol=cfg["rtol_self_consistent"], atol=1e-8 * std
     )
     seconds_self_consistent_units = _time.perf_counter() - start
-    # the same per-unit twin on the ReLU net's clock: gradient descent with its step, the gates
-    # re-read before every step
-    start = _time.perf_counter()
-    self_consistent_units_gd = self_consistent_descent(units, X, Y, task.context, times, eta)
-    seconds_self_consistent_units_gd = _time.perf_counter() - start
-    # the same on cells cut from the data before any training: each context split by the sign
-    # of its strongest target mode beyond the context mean (here the tree's first split), and
-    # each cell again, split_cuts times in all, per hidden layer
+    # the same per-unit twin on the ReLU net's clock (gradient descent with its step, the gates
+    # re-read before every step), on cells cut from the data before any training: each context
+    # split by the sign of its strongest target mode beyond the context mean (here the tree's
+    # first split), and each cell again, split_cuts times in all, per hidden layer
     cuts = cfg["split_cuts"]
     split_cuts = [cuts[min(layer, len(cuts) - 1)] for layer in range(depth)]
     split_layers = [split_cells(Y, task.context, cuts=c) for c in split_cuts]
@@ -787,12 +783,6 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 "self_consistent_units",
                 self_consistent_units,
                 seconds_self_consistent_units,
-                loss_relu,
-            ),
-            **_self_consistent_vars(
-                "self_consistent_units_gd",
-                self_consistent_units_gd,
-                seconds_self_consistent_units_gd,
                 loss_relu,
             ),
             **_self_consistent_vars(
