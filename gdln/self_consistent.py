@@ -107,7 +107,7 @@ def layer_partitions(twin: ReLN, partition: Partitions, n_samples: int) -> list[
     return parts
 
 
-def sign_gates(
+def cell_gates(
     twin: ReLN,
     weights: Mapping[str, Array],
     X: Array,
@@ -166,7 +166,7 @@ class SelfConsistentFlow:
 
 
 class _GateLog:
-    """The sign gates of a run: those in force (read by :func:`sign_gates` through ``rule``),
+    """The cell gates of a run: those in force (read by :func:`cell_gates` through ``rule``),
     their values at every record (``record``, a run's callback) and the count of (node or
     unit, cell) changes since the previous record."""
 
@@ -179,12 +179,12 @@ class _GateLog:
             for nodes, part in zip(twin.layer_nodes, self.parts, strict=True)
             for v in nodes
         }
-        self.gates = sign_gates(twin, twin.initial, X, self.parts, expected)
+        self.gates = cell_gates(twin, twin.initial, X, self.parts, expected)
         self.history = {v: [g[self.first[v]]] for v, g in self.gates.items()}
         self.changes = [0]
 
     def rule(self, _: float, weights: dict[str, Array]) -> dict[str, Array]:
-        new = sign_gates(self.twin, weights, self.X, self.parts, self.expected)
+        new = cell_gates(self.twin, weights, self.X, self.parts, self.expected)
         first = self.first
         self.changes[-1] += sum(
             int(np.count_nonzero(new[v][first[v]] != self.gates[v][first[v]])) for v in new
@@ -222,11 +222,11 @@ def self_consistent_flow(
     atol: float = 1e-12,
     expected: bool = False,
 ) -> SelfConsistentFlow:
-    """Integrate the twin from ``twin.initial`` with gates re-read by :func:`sign_gates` at
+    """Integrate the twin from ``twin.initial`` with gates re-read by :func:`cell_gates` at
     every time of ``times`` (increasing, from 0); between two checks the exact flow of
     ``gdln.integrate`` (``solver``, ``rtol``, ``atol``) with the gates frozen. Keep the
     solver accurate (module docstring): atol about 1e-8 times the scale of the weights.
-    ``expected``: the expected gates of :func:`sign_gates` instead of the signs."""
+    ``expected``: the expected gates of :func:`cell_gates` instead of the signs."""
     times = _check_times(times)
     log = _GateLog(twin, X, partition, expected)
     loss = integrate(
@@ -246,7 +246,7 @@ def self_consistent_descent(
     expected: bool = False,
 ) -> SelfConsistentFlow:
     """The twin learning by gradient descent with step ``eta`` (the experiment's:
-    ``gdln.gradient_descent``), its gates re-read by :func:`sign_gates` before every step
+    ``gdln.gradient_descent``), its gates re-read by :func:`cell_gates` before every step
     (``expected``: its expected gates instead of the signs); recorded at ``times`` (increasing
     from 0, multiples of eta). ``n_switches`` counts the changes of every step since the
     previous record."""

@@ -75,7 +75,7 @@ Theory variants:
   seeds 3-5 and at depth 3 (docs/theory/reln-measured.md).
 - ``self_consistent_expected_gd``: the split twin with expected gates: each unit's gate on a
   cell is the fraction of the cell's samples where its pre-activation is positive, the
-  expected ReLU gate of a sample drawn from the cell (``gdln.self_consistent.sign_gates``).
+  expected ReLU gate of a sample drawn from the cell (``gdln.self_consistent.cell_gates``).
   A unit then learns from a cell in proportion to how much of it a ReLU unit would, where the
   sign of the sum gates it fully on or off; but it cannot turn off on part of a cell, so it
   stops short in the tail (docs/theory/reln-measured.md).

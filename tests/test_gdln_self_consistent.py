@@ -8,10 +8,10 @@ import pytest
 import gdln
 from gdln.context_task import context_task
 from gdln.self_consistent import (
+    cell_gates,
     layer_partitions,
     self_consistent_descent,
     self_consistent_flow,
-    sign_gates,
 )
 
 FLOW = {"solver": "RK45", "rtol": 1e-10, "atol": 1e-12}
@@ -46,11 +46,11 @@ def test_sign_gates_of_a_hand_built_twin() -> None:
     negated they are their complement."""
     sets = [0b111, 0b011, 0b011, 0b100]
     twin, task = context_twin(sets)
-    gates = sign_gates(twin, twin.initial, task.X, task.context)
+    gates = cell_gates(twin, twin.initial, task.X, task.context)
     for v in twin.gates:
         np.testing.assert_array_equal(gates[v], twin.gates[v])
     flipped, _ = context_twin(sets, sign=-1.0)
-    gates = sign_gates(flipped, flipped.initial, task.X, task.context)
+    gates = cell_gates(flipped, flipped.initial, task.X, task.context)
     for v in flipped.gates:
         np.testing.assert_array_equal(gates[v], 1.0 - flipped.gates[v])
 
@@ -85,7 +85,7 @@ def test_switches_change_the_flow_and_are_counted() -> None:
     run = self_consistent_flow(twin, task.X, task.Y, task.context, times, **FLOW)
     changes = sum(np.abs(np.diff(h, axis=0)).sum(axis=1) for h in run.gates.values())
     np.testing.assert_array_equal(run.n_switches[1:], changes)
-    start = sign_gates(twin, twin.initial, task.X, task.context)
+    start = cell_gates(twin, twin.initial, task.X, task.context)
     frozen = gdln.integrate(twin.network, task.X, task.Y, twin.initial, times, start, **FLOW)
     np.testing.assert_allclose(run.loss[0], frozen.loss[0], rtol=1e-12)
     if run.n_switches.sum():
@@ -110,13 +110,13 @@ def test_per_unit_sign_gates_are_each_units_own() -> None:
     sets = [0b111, 0b011, 0b110, 0b100]
     units, task = unit_twin(sets)
     (v,) = units.gates
-    gates = sign_gates(units, units.initial, task.X, task.context)[v]
+    gates = cell_gates(units, units.initial, task.X, task.context)[v]
     assert gates.shape == (24, len(sets))
     expected = (np.array(sets)[None, :] >> task.context[:, None] & 1).astype(float)
     np.testing.assert_array_equal(gates, expected)
     flipped, _ = unit_twin(sets, sign=-1.0)
     np.testing.assert_array_equal(
-        sign_gates(flipped, flipped.initial, task.X, task.context)[v], 1.0 - expected
+        cell_gates(flipped, flipped.initial, task.X, task.context)[v], 1.0 - expected
     )
 
 
@@ -128,7 +128,7 @@ def test_per_unit_flow_without_switches_is_the_fixed_gate_flow() -> None:
     units, task = unit_twin([0b111, 0b011, 0b110, 0b101])
     times = np.linspace(0.0, 0.5, 11)
     run = self_consistent_flow(units, task.X, task.Y, task.context, times, **FLOW)
-    start = sign_gates(units, units.initial, task.X, task.context)
+    start = cell_gates(units, units.initial, task.X, task.context)
     fixed = gdln.integrate(units.network, task.X, task.Y, units.initial, times, start, **FLOW)
     assert run.n_switches.sum() == 0
     (history,) = run.gates.values()
@@ -147,7 +147,7 @@ def test_per_unit_switches_change_the_flow_and_are_counted() -> None:
     np.testing.assert_array_equal(
         run.n_switches[1:], np.abs(np.diff(history, axis=0)).sum(axis=(1, 2))
     )
-    start = sign_gates(units, units.initial, task.X, task.context)
+    start = cell_gates(units, units.initial, task.X, task.context)
     frozen = gdln.integrate(units.network, task.X, task.Y, units.initial, times, start, **FLOW)
     assert run.n_switches.sum() > 0
     assert np.max(np.abs(run.loss - frozen.loss)) > 1e-6 * frozen.loss[0]
@@ -251,7 +251,7 @@ def test_cells_per_layer() -> None:
     np.testing.assert_array_equal(listed.loss, single.loss)
     np.testing.assert_array_equal(listed.n_switches, single.n_switches)
     mixed_cells = [samples, task.context]
-    gates = sign_gates(units, units.initial, task.X, mixed_cells)
+    gates = cell_gates(units, units.initial, task.X, mixed_cells)
     v1, v2 = (nodes[0] for nodes in units.layer_nodes)
     a1 = task.X @ units.initial[units.network.incoming(v1)[0].name].T
     np.testing.assert_array_equal(gates[v1], (a1 > 0).astype(float))
@@ -284,22 +284,22 @@ def test_expected_gates_are_the_fraction_of_positive_samples() -> None:
     units, task = unit_twin([0b111, 0b011, 0b110, 0b100])
     (v,) = units.gates
     np.testing.assert_array_equal(
-        sign_gates(units, units.initial, task.X, task.context, expected=True)[v],
-        sign_gates(units, units.initial, task.X, task.context)[v],
+        cell_gates(units, units.initial, task.X, task.context, expected=True)[v],
+        cell_gates(units, units.initial, task.X, task.context)[v],
     )
     W1 = np.zeros((1, 11))
     W1[0, :4], W1[0, 4:8] = 1.0, -3.0
     W2 = 0.1 * np.ones((task.Y.shape[1], 1))
     mixed = gdln.ReLN.from_gates([W1, W2], [(task.X @ W1.T > 0).astype(float)])
     (v,) = mixed.gates
-    np.testing.assert_array_equal(sign_gates(mixed, mixed.initial, task.X, task.context)[v], 0.0)
+    np.testing.assert_array_equal(cell_gates(mixed, mixed.initial, task.X, task.context)[v], 0.0)
     np.testing.assert_array_equal(
-        sign_gates(mixed, mixed.initial, task.X, task.context, expected=True)[v], 0.5
+        cell_gates(mixed, mixed.initial, task.X, task.context, expected=True)[v], 0.5
     )
     halves = gdln.partitions.split_cells(task.Y, task.context)
     on_first_half = (task.obj < 4).astype(float)[:, None]
     for expected in (False, True):
-        gates = sign_gates(mixed, mixed.initial, task.X, halves, expected=expected)[v]
+        gates = cell_gates(mixed, mixed.initial, task.X, halves, expected=expected)[v]
         np.testing.assert_array_equal(gates, on_first_half)
 
 
