@@ -49,15 +49,13 @@ Theory variants:
   so the switch times come out of the twin's dynamics. Its gates jump with the signs, so it runs
   on RK45 at ``rtol_self_consistent`` (atol 1e-8 x init std): at the RKC tolerance of the
   other variants its switches are not converged.
-- ``self_consistent_units``: the same rule per unit, on the ReLU net's own units from its
-  initial weights (nothing read from the trained net): each unit is on in a context while its
-  own pre-activation summed over that context is positive. Same solver settings.
-- ``self_consistent_split_gd``: the same per-unit twin on the ReLU net's own clock: gradient
-  descent with the ReLU net's step eta (``gdln.gradient_descent``), its gates re-read before
-  every step, as a ReLU unit's gate is. The flow above re-reads them only at the record times
-  (every 100 steps at depth 2), and gradient flow is not the ReLU net's discrete run: at depth
-  2 the ReLU net itself moves by up to 0.03 (relative L2) when its step is cut by 4. Its cells
-  are finer than the contexts and fixed from the data before training
+- ``self_consistent_split_gd``: the same rule per unit, on the ReLU net's own units from its
+  initial weights (nothing read from the trained net), on the ReLU net's own clock: gradient
+  descent with its step eta (``gdln.gradient_descent``), each unit's gate on a cell the sign
+  of its own pre-activation summed over the cell, re-read before every step as a ReLU unit's
+  gate is (a flow re-reads gates only at record times, and at depth 2 the ReLU net itself
+  moves by up to 0.03, relative L2, when its step is cut by 4). Its cells are finer than the
+  contexts and fixed from the data before training
   (``gdln.partitions.split_cells``): each context cut by the sign of its strongest target mode
   beyond the context mean (on the plain task the tree's first split: 2C cells of 4 objects).
   A unit that carries that mode has pre-activations of opposite signs on the two sides, which
@@ -172,16 +170,6 @@ VARIANTS = (
         short="self-cons.",
         color="C5",
         switches="(node, context) gate changes",
-    ),
-    Variant(
-        name="self_consistent_units",
-        what="mean loss of the ReLU net's units from its initial weights, each on in a "
-        "context while its own summed pre-activation there is positive",
-        label="per-unit self-consistent twin",
-        legend="per-unit self-consistent gates",
-        short="per-unit",
-        color="C6",
-        switches="(unit, context) gate changes",
     ),
     Variant(
         name="self_consistent_split_gd",
@@ -666,19 +654,12 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
         twin, X, Y, task.context, times, rtol=cfg["rtol_self_consistent"], atol=1e-8 * std
     )
     seconds_self_consistent = _time.perf_counter() - start
-    # per-unit self-consistent gates: the ReLU net's own units from its initial weights, each on
-    # in a context while its own summed pre-activation there is positive (nothing read from the
-    # trained net)
+    # the per-unit twin: the ReLU net's own units from its initial weights (nothing read from the
+    # trained net) on its clock (gradient descent with its step, the gates re-read before every
+    # step), on cells cut from the data before any training: each context split by the sign of
+    # its strongest target mode beyond the context mean (here the tree's first split), and each
+    # cell again, split_cuts times in all, per hidden layer
     units = gdln.ReLN.from_gates(snaps[0]["weights"], snaps[0]["gates"], initial=init)
-    start = _time.perf_counter()
-    self_consistent_units = self_consistent_flow(
-        units, X, Y, task.context, times, rtol=cfg["rtol_self_consistent"], atol=1e-8 * std
-    )
-    seconds_self_consistent_units = _time.perf_counter() - start
-    # the same per-unit twin on the ReLU net's clock (gradient descent with its step, the gates
-    # re-read before every step), on cells cut from the data before any training: each context
-    # split by the sign of its strongest target mode beyond the context mean (here the tree's
-    # first split), and each cell again, split_cuts times in all, per hidden layer
     cuts = cfg["split_cuts"]
     split_cuts = [cuts[min(layer, len(cuts) - 1)] for layer in range(depth)]
     split_layers = [split_cells(Y, task.context, cuts=c) for c in split_cuts]
@@ -778,12 +759,6 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
             ),
             **_self_consistent_vars(
                 "self_consistent", self_consistent, seconds_self_consistent, loss_relu
-            ),
-            **_self_consistent_vars(
-                "self_consistent_units",
-                self_consistent_units,
-                seconds_self_consistent_units,
-                loss_relu,
             ),
             **_self_consistent_vars(
                 "self_consistent_split_gd",
