@@ -55,12 +55,12 @@ Theory variants:
   of its own pre-activation summed over the cell, re-read before every step as a ReLU unit's
   gate is (a flow re-reads gates only at record times, and at depth 2 the ReLU net itself
   moves by up to 0.03, relative L2, when its step is cut by 4). Its cells are finer than the
-  contexts and fixed from the data before training
-  (``gdln.partitions.split_cells``): each context cut by the sign of its strongest target mode
-  beyond the context mean (on the plain task the tree's first split: 2C cells of 4 objects).
-  A unit that carries that mode has pre-activations of opposite signs on the two sides, which
-  a gate constant on the context cannot follow (``split_cuts = 0`` keeps the contexts as
-  cells: that twin stalls on plateaus the ReLU net leaves). ``split_cuts`` gives each hidden
+  contexts and fixed from the data before training (``gdln.partitions.split_cells``): each
+  context cut by the sign of its strongest target mode beyond the context mean (on the plain
+  task the tree's first split: 2C cells of 4 objects). A unit that carries that mode has
+  pre-activations of opposite signs on the two sides, which a gate constant on the context
+  cannot follow (``split_cuts = 0`` keeps the contexts as cells: that twin stalls on plateaus
+  the ReLU net leaves). ``split_cuts`` gives each hidden
   layer its own number of cuts (the ladder of docs/theory/reln-measured.md: halves, pairs,
   then single samples, where a layer is gated as the ReLU net's): one layer cut down to
   samples while another pools is a diagnostic of which layer's pooling costs what, not a
