@@ -92,13 +92,14 @@ def check_numbers(
     positive: tuple[str, ...] = (),
     counts: tuple[str, ...] = (),
     nonnegative: tuple[str, ...] = ("seed",),
+    naturals: tuple[str, ...] = (),
 ) -> None:
     """The domain checks every study's ``Config.__post_init__`` starts with, before any data
     load or training: ValueError naming the first field (of those given that the config has)
     that is not a finite number > 0 (``positive``; tuples element-wise), not an integer >= 1
-    (``counts``; tuples element-wise, and a tuple must not be empty), or is negative
-    (``nonnegative``). Optional fields set to None are skipped. A ``device`` field must name a
-    device torch has (CUDA only if present).
+    (``counts``) or >= 0 (``naturals``; both tuples element-wise, and a tuple must not be
+    empty), or is negative (``nonnegative``). Optional fields set to None are skipped. A
+    ``device`` field must name a device torch has (CUDA only if present).
     """
 
     def values(name: str) -> tuple[Any, ...]:
@@ -111,12 +112,13 @@ def check_numbers(
     for name in (n for n in positive if n in names):
         if not all(isinstance(v, int | float) and math.isfinite(v) and v > 0 for v in values(name)):
             raise ValueError(f"{name} must be finite and > 0, got {getattr(config, name)}")
-    for name in (n for n in counts if n in names):
-        vals = values(name)
-        if not vals or not all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
-            raise ValueError(f"{name} must be integers >= 1, got {getattr(config, name)}")
-        if min(vals) < 1:
-            raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    for lowest, fields in ((1, counts), (0, naturals)):
+        for name in (n for n in fields if n in names):
+            vals, given = values(name), getattr(config, name)
+            if not vals or not all(isinstance(v, int) and not isinstance(v, bool) for v in vals):
+                raise ValueError(f"{name} must be integers >= {lowest}, got {given}")
+            if min(vals) < lowest:
+                raise ValueError(f"{name} must be >= {lowest}, got {given}")
     for name in (n for n in nonnegative if n in names):
         if not all(v >= 0 for v in values(name)):
             raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")

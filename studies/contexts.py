@@ -60,11 +60,10 @@ Theory variants:
   task the tree's first split: 2C cells of 4 objects). A unit that carries that mode has
   pre-activations of opposite signs on the two sides, which a gate constant on the context
   cannot follow (``split_cuts = 0`` keeps the contexts as cells: that twin stalls on plateaus
-  the ReLU net leaves). ``split_cuts`` gives each hidden
-  layer its own number of cuts (the ladder of docs/theory/reln-measured.md: halves, pairs,
-  then single samples, where a layer is gated as the ReLU net's): one layer cut down to
-  samples while another pools is a diagnostic of which layer's pooling costs what, not a
-  cheaper twin.
+  the ReLU net leaves). ``split_cuts`` gives each hidden layer its own number of cuts (the
+  ladder of docs/theory/reln-measured.md: halves, pairs, then single samples, where a layer is
+  gated as the ReLU net's): one layer cut down to samples while another pools is a diagnostic
+  of which layer's pooling costs what, not a cheaper twin.
 - ``self_consistent_graded_gd``: the same with cells graded by depth: hidden layer l gated on
   the contexts cut l times (at depth 2 the first layer on halves, the second on pairs; at
   depth 1 the split cells), as the split twin with ``split_cuts = (1, 2, 3)``. Each layer
@@ -319,14 +318,8 @@ class Config:
             counts=("contexts", "depths", "seeds", "n_times", "n_sv", "n_pathways", "workers",
                     "reduce_max_paths", *sizes),
             nonnegative=("seed", "n_settle"),
+            naturals=("split_cuts",),
         )  # fmt: skip
-        cuts = self.split_cuts
-        if not (
-            isinstance(cuts, tuple)
-            and cuts
-            and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in cuts)
-        ):
-            raise ValueError(f"split_cuts must be integers >= 0, got {cuts}")
         if not self.contexts or min(self.contexts) < 2:
             raise ValueError(f"contexts must all be >= 2, got {self.contexts}")
         if not self.depths or not set(self.depths) <= set(DEPTHS):
