@@ -44,26 +44,21 @@ Theory variants:
 - ``staged`` (:mod:`gdln.staging`): a linear phase of the all-context groups, ungated, until
   the twin's own loss reaches the context-mean plateau computed from the data, then the final
   gates.
-- ``self_consistent`` (:mod:`gdln.self_consistent`): the final groups, but each node is on in a
-  context while its own summed pre-activation there is positive, re-read at every record time,
-  so the switch times come out of the twin's dynamics. Its gates jump with the signs, so it runs
-  on RK45 at ``rtol_self_consistent`` (atol 1e-8 x init std): at the RKC tolerance of the
-  other variants its switches are not converged.
-- ``self_consistent_split_gd``: the same rule per unit, on the ReLU net's own units from its
-  initial weights (nothing read from the trained net), on the ReLU net's own clock: gradient
-  descent with its step eta (``gdln.gradient_descent``), each unit's gate on a cell the sign
-  of its own pre-activation summed over the cell, re-read before every step as a ReLU unit's
-  gate is (a flow re-reads gates only at record times, and at depth 2 the ReLU net itself
+- ``self_consistent_split_gd`` (:mod:`gdln.self_consistent`): self-consistent gates on the ReLU
+  net's own units from its initial weights (nothing read from the trained net), on the ReLU net's
+  own clock: gradient descent with its step eta (``gdln.gradient_descent``), each unit's gate on a
+  cell the sign of its own pre-activation summed over the cell, re-read before every step as a ReLU
+  unit's gate is (a flow re-reads gates only at record times, and at depth 2 the ReLU net itself
   moves by up to 0.03, relative L2, when its step is cut by 4). Its cells are finer than the
-  contexts and fixed from the data before training (``gdln.partitions.split_cells``): each
-  context cut by the sign of its strongest target mode beyond the context mean (on the plain
-  task the tree's first split: 2C cells of 4 objects). A unit that carries that mode has
-  pre-activations of opposite signs on the two sides, which a gate constant on the context
-  cannot follow (``split_cuts = 0`` keeps the contexts as cells: that twin stalls on plateaus
-  the ReLU net leaves). ``split_cuts`` gives each hidden layer its own number of cuts (the
-  ladder of docs/theory/reln-measured.md: halves, pairs, then single samples, where a layer is
-  gated as the ReLU net's): one layer cut down to samples while another pools is a diagnostic
-  of which layer's pooling costs what, not a cheaper twin.
+  contexts and fixed from the data before training (``gdln.partitions.split_cells``): each context
+  cut by the sign of its strongest target mode beyond the context mean (on the plain task the
+  tree's first split: 2C cells of 4 objects). A unit that carries that mode has pre-activations of
+  opposite signs on the two sides, which a gate constant on the context cannot follow
+  (``split_cuts = 0`` keeps the contexts as cells: that twin stalls on plateaus the ReLU net
+  leaves). ``split_cuts`` gives each hidden layer its own number of cuts (the ladder of
+  docs/theory/reln-measured.md: halves, pairs, then single samples, where a layer is gated as the
+  ReLU net's): one layer cut down to samples while another pools is a diagnostic of which layer's
+  pooling costs what, not a cheaper twin.
 - ``self_consistent_graded_gd``: the same with cells graded by depth: hidden layer l gated on
   the contexts cut l times (at depth 2 the first layer on halves, the second on pairs; at
   depth 1 the split cells), as the split twin with ``split_cuts = (1, 2, 3)``. Each layer
@@ -112,11 +107,7 @@ from gdln import groups as gg
 from gdln.context_task import context_task, published_context_scale
 from gdln.network import Array
 from gdln.partitions import cell_mean_loss, split_cells
-from gdln.self_consistent import (
-    SelfConsistentFlow,
-    self_consistent_descent,
-    self_consistent_flow,
-)
+from gdln.self_consistent import SelfConsistentFlow, self_consistent_descent
 from gdln.staging import staged_schedule
 from studies import io
 from studies.config import check_numbers
@@ -159,16 +150,6 @@ VARIANTS = (
         legend="ReLN (staged)",
         short="staged",
         color="C4",
-    ),
-    Variant(
-        name="self_consistent",
-        what="ReLN mean loss, self-consistent: the final groups, each node on in a context "
-        "while its own summed pre-activation there is positive",
-        label="self-consistent ReLN",
-        legend="ReLN (self-consistent gates)",
-        short="self-cons.",
-        color="C5",
-        switches="(node, context) gate changes",
     ),
     Variant(
         name="self_consistent_split_gd",
@@ -260,7 +241,6 @@ class Config:
         solver, rtol: ODE solver and relative tolerance of the ``integrate``, ``scheduled`` and
             ``settled`` flows (absolute tolerance 1e-6 x init std).
         rtol_aligned: relative tolerance of the ``aligned`` variant (RKC).
-        rtol_self_consistent: relative tolerance of the ``self_consistent`` variant (RK45).
         split_cuts: how many times the cells of ``self_consistent_split_gd`` are cut with
             ``gdln.partitions.split_cells`` from the contexts, per hidden layer from the input,
             the last entry holding for the deeper layers (plain task: 0 keeps the contexts, 1
@@ -300,7 +280,6 @@ class Config:
     solver: str = "RKC"
     rtol: float = 1e-4
     rtol_aligned: float = 1e-4
-    rtol_self_consistent: float = 1e-6
     split_cuts: tuple[int, ...] = (1,)
     scheduler: str | None = None
     workers: int = 2
@@ -312,7 +291,7 @@ class Config:
         check_numbers(
             self,
             positive=(
-                "lr_summed", "rtol", "rtol_aligned", "rtol_self_consistent", "reduce_tol",
+                "lr_summed", "rtol", "rtol_aligned", "reduce_tol",
                 *(f"init_std_{d}" for d in DEPTHS),
             ),
             counts=("contexts", "depths", "seeds", "n_times", "n_sv", "n_pathways", "workers",
@@ -641,12 +620,6 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
     loss_staged = gdln.integrate(
         net, X, Y, twin.initial, times, schedule=staged.schedule, with_weights=False, **flow
     ).loss
-    # self-consistent gates: the trained net's groups, gated by the twin's own pre-activations
-    start = _time.perf_counter()
-    self_consistent = self_consistent_flow(
-        twin, X, Y, task.context, times, rtol=cfg["rtol_self_consistent"], atol=1e-8 * std
-    )
-    seconds_self_consistent = _time.perf_counter() - start
     # the per-unit twin: the ReLU net's own units from its initial weights (nothing read from the
     # trained net) on its clock (gradient descent with its step, the gates re-read before every
     # step), on cells cut from the data before any training: each context split by the sign of
@@ -749,9 +722,6 @@ def context_cell(context_count: int, depth: int, seed: int, **cfg: Any) -> xr.Da
                 staged.switch_time,
                 (),
                 "time the staged twin's linear phase reaches the context-mean plateau (NaN: never)",
-            ),
-            **_self_consistent_vars(
-                "self_consistent", self_consistent, seconds_self_consistent, loss_relu
             ),
             **_self_consistent_vars(
                 "self_consistent_split_gd",
