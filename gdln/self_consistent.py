@@ -148,8 +148,9 @@ def cell_gates(
 
 
 @dataclass(frozen=True)
-class SelfConsistentFlow:
-    """The self-consistent twin's learning.
+class SelfConsistentRun:
+    """The self-consistent twin's learning, by the flow (:func:`self_consistent_flow`) or by
+    gradient descent (:func:`self_consistent_descent`).
 
     Attributes:
         time: (time,) the record (and check) times.
@@ -201,10 +202,10 @@ class _GateLog:
                 self.history[v].append(g[self.first[v]])
             self.changes.append(0)
 
-    def result(self, times: Array, loss: Array) -> SelfConsistentFlow:
+    def result(self, times: Array, loss: Array) -> SelfConsistentRun:
         switches = np.array([0, *self.changes[:-1]], dtype=int)
         history = {v: np.stack(h) for v, h in self.history.items()}
-        return SelfConsistentFlow(times, loss, switches, history)
+        return SelfConsistentRun(times, loss, switches, history)
 
 
 def _check_times(times: Array) -> Array:
@@ -224,7 +225,7 @@ def self_consistent_flow(
     rtol: float = 1e-6,
     atol: float = 1e-12,
     expected: bool = False,
-) -> SelfConsistentFlow:
+) -> SelfConsistentRun:
     """Integrate the twin from ``twin.initial`` with gates re-read by :func:`cell_gates` at
     every time of ``times`` (increasing, from 0); between two checks the exact flow of
     ``gdln.integrate`` (``solver``, ``rtol``, ``atol``) with the gates frozen. Keep the
@@ -247,7 +248,7 @@ def self_consistent_descent(
     times: Array,
     eta: float,
     expected: bool = False,
-) -> SelfConsistentFlow:
+) -> SelfConsistentRun:
     """The twin learning by gradient descent with step ``eta`` (the experiment's:
     ``gdln.gradient_descent``), its gates re-read by :func:`cell_gates` before every step
     (``expected``: its expected gates instead of the signs); recorded at ``times`` (increasing

@@ -107,7 +107,7 @@ from gdln import groups as gg
 from gdln.context_task import context_task, published_context_scale
 from gdln.network import Array
 from gdln.partitions import cell_mean_loss, split_cells
-from gdln.self_consistent import SelfConsistentFlow, self_consistent_descent
+from gdln.self_consistent import SelfConsistentRun, self_consistent_descent
 from gdln.staging import staged_schedule
 from studies import io
 from studies.config import check_numbers
@@ -357,7 +357,7 @@ def _variant_vars(name: str, loss: Array, loss_relu: Array) -> dict:
 
 
 def _self_consistent_vars(
-    name: str, run: SelfConsistentFlow, seconds: float, loss_relu: Array
+    name: str, run: SelfConsistentRun, seconds: float, loss_relu: Array
 ) -> dict:
     """:func:`_variant_vars` of a self-consistent run (``gdln.self_consistent``), with its
     count of gate changes ``<name>_switches`` (which ones: the variant's ``switches``) and its
